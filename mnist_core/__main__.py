@@ -1,0 +1,208 @@
+"""Command line: `python -m mnist_core train|evaluate|presets|models`.
+
+`train` runs the same engine as the app, in the foreground, with a progress bar on stderr;
+Ctrl-C stops it cleanly (the run is marked cancelled, the last epoch's checkpoint kept). The
+last line on stdout is one JSON object with the results, for scripts and benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from mnist_core.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from mnist_core.events import EpochEnd, Event, Failed, Finished, Progress, Started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mnist_core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model in the foreground")
+    train.add_argument("--preset", choices=PRESETS, help="start from a preset; other options override it")
+    train.add_argument("--model")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", choices=DEVICES)
+    train.add_argument("--dataset", choices=("mnist", "fashion-mnist"))
+    train.add_argument("--train-subset", type=int, help="train on the first N images only (0 = all)")
+    train.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+    train.add_argument("--runs-dir", help="where run folders go (default: $MNIST_RUNS_DIR or ./runs)")
+    train.add_argument("--output", help="also copy the final checkpoint to this path")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a run folder, checkpoint or 'default'")
+    evaluate.add_argument("path", help="a run folder, a checkpoint file, or 'default' for the shipped model")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--split", choices=("test", "train"), default="test")
+
+    commands.add_parser("presets", help="list the training presets")
+    commands.add_parser("models", help="list the models")
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "presets":
+        for preset in PRESETS.values():
+            settings = ", ".join(
+                f"{k}={v}" for k, v in preset.config.to_dict().items() if v != getattr(TrainConfig(), k)
+            )
+            print(f"{preset.name:12} {preset.description}\n{'':12} {settings or 'the defaults'}")
+        return 0
+    from mnist_core.models import MODELS
+
+    for spec in MODELS.values():
+        print(f"{spec.name:8} {spec.parameters:>9,} parameters  {spec.description}")
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    config = PRESETS[args.preset].config if args.preset else TrainConfig()
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "model",
+            "epochs",
+            "batch_size",
+            "lr",
+            "optimizer",
+            "schedule",
+            "weight_decay",
+            "augment",
+            "label_smoothing",
+            "seed",
+            "device",
+            "dataset",
+            "train_subset",
+        )
+        if getattr(args, name) is not None
+    }
+    return config.replace(**overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mnist_core.jobs import execute_run
+    from mnist_core.runs import create_run
+
+    try:
+        config = _config_from_args(args).validate()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run = create_run(config, args.runs_dir)
+    stop_requested = False
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop after this step; second: the default
+        nonlocal stop_requested
+        stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    bar = ProgressBar()
+    print(f"run folder: {run.path}", file=sys.stderr)
+    result = execute_run(run, args.data_dir, should_stop=lambda: stop_requested, on_event=bar.show)
+    outcome = result.outcome
+    if args.output and run.has_checkpoint():
+        import shutil
+
+        shutil.copyfile(run.checkpoint_path, args.output)
+    summary = {
+        "status": run.status()["state"],
+        "run_dir": str(run.path),
+        "model": config.model,
+        "device": run.status().get("device", ""),
+        "epochs": len(result.epochs),
+    }
+    if isinstance(outcome, Finished):
+        summary.update(
+            test_accuracy=round(outcome.test_accuracy, 2),
+            train_seconds=round(outcome.train_seconds, 3),
+            images_per_second=round(outcome.images_per_second),
+            epochs=outcome.epochs,
+        )
+    elif isinstance(outcome, Failed):
+        print(f"error: {outcome.message}", file=sys.stderr)
+        summary["error"] = outcome.message
+    print(json.dumps(summary))
+    return 0 if isinstance(outcome, Finished) else (130 if stop_requested else 1)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mnist_core.checkpoint import CheckpointError
+    from mnist_core.data import DatasetMissing
+    from mnist_core.evaluate import evaluate
+    from mnist_core.inference import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(args.path)
+        result = evaluate(path, train=args.split == "train", data_dir=args.data_dir)
+    except (FileNotFoundError, CheckpointError, DatasetMissing) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    mistakes = len(result.mistakes)
+    print(
+        f"{path}: {result.accuracy:.2f} % on the {args.split} split ({mistakes} mistakes of {len(result.labels)})",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(path),
+                "split": args.split,
+                "accuracy": round(result.accuracy, 2),
+                "mistakes": mistakes,
+                "images": len(result.labels),
+            }
+        )
+    )
+    return 0
+
+
+class ProgressBar:
+    """One updating line on stderr per epoch; a plain line per epoch when stderr is not a terminal."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.interactive = sys.stderr.isatty()
+        self.epochs = 0
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self.epochs = event.epochs
+            print(
+                f"training {event.model} ({event.parameters:,} parameters) on {event.device}: "
+                f"{event.train_images:,} images, {event.steps_per_epoch} steps per epoch",
+                file=sys.stderr,
+            )
+        elif isinstance(event, Progress) and self.interactive:
+            done = event.step / event.steps_per_epoch
+            filled = int(done * self.width)
+            print(
+                f"\repoch {event.epoch}/{self.epochs} [{'#' * filled}{'.' * (self.width - filled)}] "
+                f"{done:4.0%} loss {event.loss:.4f} {event.images_per_second:,.0f} img/s ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif isinstance(event, EpochEnd):
+            print(
+                f"\repoch {event.epoch}/{self.epochs}: train loss {event.train_loss:.4f}, "
+                f"val loss {event.val_loss:.4f}, val accuracy {event.val_accuracy:.2f} %, "
+                f"{event.seconds:.1f} s{' ' * 20}",
+                file=sys.stderr,
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

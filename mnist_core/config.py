@@ -1,0 +1,149 @@
+"""Training configuration: one frozen dataclass with the case study's defaults, plus presets.
+
+`TrainConfig()` with no arguments is exactly the case study: the `seed` ConvNet, Adam,
+learning rate 0.01, batch 64, 5 epochs. `validate()` checks every field and raises a
+`ConfigError` that names the field and what is allowed, so a bad value is explained before
+any work starts (the Train page shows the message next to the field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "onecycle", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DATASETS = ("mnist", "fashion-mnist")
+MAX_EPOCHS = 100
+MAX_BATCH_SIZE = 8192
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; `field` names which one."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "seed"  # a name from mnist_core.models.MODELS
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: str = "adam"  # adam | adamw | sgd (SGD always uses Nesterov momentum 0.9)
+    schedule: str = "none"  # none | onecycle | cosine; per step, so one epoch still warms up and anneals
+    weight_decay: float = 0.0
+    augment: bool = False  # random small shifts, rotations and scalings, done on the device
+    label_smoothing: float = 0.0
+    seed: int = 0  # same seed, same device type -> same result
+    device: str = "auto"  # auto = CUDA, then Apple MPS, then CPU
+    dataset: str = "mnist"
+    train_subset: int = 0  # 0 = all 60,000 training images; N = the first N (quick demos, tests)
+
+    def validate(self) -> TrainConfig:
+        """Return self if every field is allowed, else raise ConfigError for the first bad one."""
+        from mnist_core.models import MODELS  # late import: models imports torch
+
+        if self.model not in MODELS:
+            _fail("model", f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_number("lr", self.lr)
+        if not 0 < self.lr <= 10:
+            _fail("lr", f"learning rate must be greater than 0 and at most 10, got {self.lr}")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_number("weight_decay", self.weight_decay)
+        if not 0 <= self.weight_decay < 1:
+            _fail("weight_decay", f"must be at least 0 and below 1, got {self.weight_decay}")
+        _check_number("label_smoothing", self.label_smoothing)
+        if not 0 <= self.label_smoothing < 1:
+            _fail("label_smoothing", f"must be at least 0 and below 1, got {self.label_smoothing}")
+        if not isinstance(self.augment, bool):
+            _fail("augment", f"must be true or false, got {self.augment!r}")
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_int("train_subset", self.train_subset, 0, 60_000)
+        _check_choice("device", self.device, DEVICES)
+        from mnist_core.device import device_problem  # late import: device imports torch
+
+        problem = device_problem(self.device)
+        if problem:
+            _fail("device", problem)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a plain dict, e.g. a run's config.json; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            _fail(unknown[0], f"unknown setting; allowed settings are {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _fail(field: str, message: str) -> None:
+    raise ConfigError(field, message)
+
+
+def _check_int(field: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(field, f"must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        _fail(field, f"must be from {low} to {high}, got {value}")
+
+
+def _check_number(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        _fail(field, f"must be a number, got {value!r}")
+
+
+def _check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        _fail(field, f"{value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: TrainConfig
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset("case-study", "Exactly the case study: seed ConvNet, Adam lr 0.01, batch 64, 5 epochs", TrainConfig()),
+        Preset(
+            "fast",
+            "About 99 % in one epoch, seconds on a CPU",
+            TrainConfig(model="fast", epochs=1, batch_size=256, lr=0.01, schedule="onecycle"),
+        ),
+        Preset(
+            "best",
+            "Highest accuracy (>= 99.5 %): augmentation, AdamW, one-cycle schedule",
+            TrainConfig(
+                model="modern",
+                epochs=12,
+                batch_size=128,
+                lr=0.006,
+                optimizer="adamw",
+                schedule="onecycle",
+                weight_decay=0.0001,
+                augment=True,
+                label_smoothing=0.05,
+            ),
+        ),
+    )
+}

@@ -1,0 +1,185 @@
+"""The training engine: `fit(config, on_event, should_stop)`, a plain loop that reports events.
+
+The loop is the case study's (zero_grad, forward, loss, backward, step) with what a real
+tool needs around it: data resident on the device and reshuffled every epoch, an optional
+schedule, mixed precision on CUDA, progress events at least every 0.25 s, validation after
+each epoch, cancellation between any two steps, and a NaN loss reported as a failure.
+
+It knows nothing of its listeners: the CLI prints the events, the job runner writes them to
+a run folder. `on_checkpoint(checkpoint)` is called after every epoch with a checkpoint dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnist_core.checkpoint import make_checkpoint
+from mnist_core.config import TrainConfig
+from mnist_core.data import Batches, ProgressCallback, load_split
+from mnist_core.device import device_label, resolve_device
+from mnist_core.events import Cancelled, EpochEnd, Event, Failed, Finished, Progress, Started
+from mnist_core.inference import logits_in_batches
+from mnist_core.models import build_model, count_parameters
+
+REPORT_EVERY_SECONDS = 0.2
+
+
+@dataclass
+class FitResult:
+    outcome: Event  # Finished, Failed or Cancelled
+    model: nn.Module | None = None
+    epochs: list[EpochEnd] = field(default_factory=list)
+
+
+def fit(
+    config: TrainConfig,
+    on_event: Callable[[Event], None] = lambda event: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    data_dir: str | Path | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    on_download: ProgressCallback | None = None,
+) -> FitResult:
+    """Train `config` and report through `on_event`; the last event is Finished, Failed or Cancelled.
+
+    Raises ConfigError for an invalid config; every other problem becomes a Failed event.
+    """
+    config.validate()
+    result = FitResult(outcome=Failed("training did not start"))
+    try:
+        _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, result)
+    except Exception as error:  # noqa: BLE001 - the listener must learn of every failure
+        result.outcome = Failed(f"{type(error).__name__}: {error}")
+    on_event(result.outcome)
+    return result
+
+
+def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, result: FitResult) -> None:
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = resolve_device(config.device)
+    train_images, train_labels = load_split(config.dataset, True, data_dir, on_progress=on_download)
+    val_images, val_labels = load_split(config.dataset, False, data_dir, on_progress=on_download)
+    if config.train_subset:
+        train_images, train_labels = train_images[: config.train_subset], train_labels[: config.train_subset]
+    batches = Batches(
+        train_images,
+        train_labels,
+        config.batch_size,
+        device,
+        config.dataset,
+        augment=config.augment,
+        generator=generator,
+    )
+    on_cuda = device.type == "cuda"
+    # channels_last makes oneDNN (CPU) and cuDNN (GPU) convolutions up to 1.7x faster here.
+    memory_format = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+    model = build_model(config.model).to(device, memory_format=memory_format)
+    result.model = model
+    optimizer = _make_optimizer(config, model)
+    scheduler = _make_scheduler(config, optimizer, config.epochs * len(batches))
+    autocast, scaler = _mixed_precision(device)
+    loss_function = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    on_event(
+        Started(
+            device_label(device), config.model, count_parameters(model), config.epochs, len(batches), len(train_labels)
+        )
+    )
+
+    train_seconds = 0.0
+    images_seen = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        epoch_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+        report_loss = torch.zeros((), device=device)
+        report_steps = report_images = 0
+        epoch_start = last_report = time.perf_counter()
+        for step, (images, labels) in enumerate(batches, start=1):
+            if should_stop():
+                result.outcome = Cancelled(epoch - 1)
+                return
+            images = images.contiguous(memory_format=memory_format)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = loss_function(model(images), labels)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler:
+                scheduler.step()
+            loss = loss.detach()
+            epoch_loss += loss
+            report_loss += loss
+            report_steps += 1
+            report_images += len(labels)
+            now = time.perf_counter()
+            if now - last_report >= REPORT_EVERY_SECONDS or step == len(batches):
+                mean_loss = report_loss.item() / report_steps  # the only host sync in the loop
+                if not math.isfinite(mean_loss):
+                    result.outcome = Failed(
+                        f"The training loss became {mean_loss} at epoch {epoch}, step {step}: training "
+                        f"diverged. Try a smaller learning rate than {config.lr:g}."
+                    )
+                    return
+                elapsed = train_seconds + now - epoch_start
+                on_event(Progress(epoch, step, len(batches), mean_loss, report_images / (now - last_report), elapsed))
+                report_loss.zero_()
+                report_steps = report_images = 0
+                last_report = now
+        if on_cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - epoch_start
+        train_seconds += seconds
+        images_seen += len(train_labels)
+        val_loss, val_accuracy = _validate(model, val_images, val_labels, device, config.dataset)
+        epoch_end = EpochEnd(epoch, epoch_loss.item() / len(batches), val_loss, val_accuracy, seconds)
+        result.epochs.append(epoch_end)
+        on_event(epoch_end)
+        if on_checkpoint:
+            metrics = {"val_loss": val_loss, "val_accuracy": val_accuracy, "train_seconds": train_seconds}
+            on_checkpoint(make_checkpoint(model, config, epoch, metrics))
+    # The case study validates on MNIST's 10,000 test images, so the last epoch's
+    # validation accuracy is the test accuracy.
+    result.outcome = Finished(result.epochs[-1].val_accuracy, train_seconds, images_seen / train_seconds, config.epochs)
+
+
+def _validate(model, images, labels, device, dataset) -> tuple[float, float]:
+    logits = logits_in_batches(model, images, device, dataset).float()
+    labels = labels.to(logits.device)
+    loss = nn.functional.cross_entropy(logits, labels).item()
+    accuracy = (logits.argmax(1) == labels).float().mean().item() * 100
+    return loss, accuracy
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
+
+
+def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return None
+
+
+def _mixed_precision(device: torch.device):
+    """bf16 autocast where the GPU has it (no scaling needed), else fp16 with a GradScaler."""
+    if device.type != "cuda":
+        return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return torch.autocast("cuda", dtype=dtype), scaler

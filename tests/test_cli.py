@@ -1,0 +1,90 @@
+"""The command line: train prints a progress bar and ends with one JSON line; Ctrl-C cancels."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def test_train_ends_with_a_json_summary_and_evaluate_agrees(tiny_data_dir, runs_dir):
+    done = cli(
+        "train",
+        "--preset",
+        "fast",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.003",
+        "--data-dir",
+        str(tiny_data_dir),
+        "--runs-dir",
+        str(runs_dir),
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("test_accuracy", "train_seconds", "images_per_second", "epochs", "device", "run_dir"):
+        assert key in summary
+    assert summary["epochs"] == 1 and summary["device"] == "CPU" and summary["test_accuracy"] > 90
+    assert "epoch 1/1" in done.stderr
+    evaluated = cli("evaluate", summary["run_dir"], "--data-dir", str(tiny_data_dir))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] == summary["test_accuracy"]
+
+
+def test_invalid_options_are_explained_without_a_traceback(runs_dir):
+    done = cli("train", "--lr", "-1", "--runs-dir", str(runs_dir))
+    assert done.returncode == 2 and "lr" in done.stderr and "Traceback" not in done.stderr
+    missing = cli("evaluate", "/no/such/run")
+    assert missing.returncode == 1 and "no checkpoint" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_presets_and_models_are_listed():
+    presets = cli("presets")
+    assert all(name in presets.stdout for name in ("case-study", "fast", "best"))
+    assert "seed" in cli("models").stdout
+
+
+def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mnist_core",
+            "train",
+            "--model",
+            "fast",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "4",
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(runs_dir),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list(runs_dir.glob("*/checkpoint.pt")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["status"] == "cancelled" and summary["epochs"] >= 1
+    assert os.path.exists(os.path.join(summary["run_dir"], "checkpoint.pt"))
+    assert "Traceback" not in stderr

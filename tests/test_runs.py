@@ -1,0 +1,92 @@
+"""Run folders: creation, status, events, listing, interrupted detection, deletion, summaries."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mnist_core.config import TrainConfig
+from mnist_core.events import EpochEnd, Finished, Progress
+from mnist_core.runs import create_run, delete_run, get_run, list_runs, summarize
+
+
+def test_a_new_run_is_a_complete_folder(runs_dir):
+    run = create_run(TrainConfig(epochs=2), runs_dir, owner="tab-1")
+    assert run.config == TrainConfig(epochs=2)
+    status = run.status()
+    assert status["state"] == "queued" and status["owner"] == "tab-1"
+    assert sorted(p.name for p in run.path.iterdir()) == ["config.json", "status.json"]
+    assert [r.id for r in list_runs(runs_dir)] == [run.id]
+    assert get_run(run.id, runs_dir) == run
+
+
+def test_events_round_trip_and_a_torn_last_line_is_skipped(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    written = [Progress(1, 5, 10, 0.5, 1000.0, 0.1), EpochEnd(1, 0.4, 0.3, 91.0, 2.0)]
+    for event in written:
+        run.append_event(event)
+    with open(run.path / "events.jsonl", "a") as file:
+        file.write('{"type": "Progress", "epo')  # a writer caught mid-line
+    assert run.events() == written
+
+
+def test_a_run_whose_process_died_is_marked_interrupted(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.update_status(state="running", pid=dead.pid)
+    list_runs(runs_dir)
+    status = run.status()
+    assert status["state"] == "interrupted" and "stopped" in status["message"]
+
+
+def test_a_live_run_is_left_alone(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)  # this test process is responsible for it
+    list_runs(runs_dir)
+    assert run.status()["state"] == "queued"
+
+
+def test_runs_are_listed_newest_first_and_stray_files_ignored(runs_dir):
+    first = create_run(TrainConfig(), runs_dir)
+    second = create_run(TrainConfig(model="fast"), runs_dir)
+    (runs_dir / "notes.txt").write_text("not a run")
+    (runs_dir / ".half-created").mkdir()
+    ids = [r.id for r in list_runs(runs_dir)]
+    assert set(ids) == {first.id, second.id} and ids == sorted(ids, reverse=True)
+
+
+def test_delete_refuses_a_running_run_and_removes_an_ended_one(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    run.update_status(state="running")
+    with pytest.raises(RuntimeError, match="stop it"):
+        delete_run(run)
+    run.update_status(state="finished")
+    delete_run(run)
+    assert list_runs(runs_dir) == [] and not run.path.exists()
+
+
+def test_get_run_rejects_paths_outside_the_runs_folder(runs_dir):
+    create_run(TrainConfig(), runs_dir)
+    for bad in ("../etc", "nope", ".hidden"):
+        with pytest.raises(FileNotFoundError):
+            get_run(bad, runs_dir)
+
+
+def test_summary_reads_best_accuracy_and_results(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    run.append_event(EpochEnd(1, 0.5, 0.4, 90.0, 3.0))
+    run.append_event(EpochEnd(2, 0.3, 0.3, 94.5, 3.5))
+    run.append_event(Finished(94.5, 6.5, 18000.0, 2))
+    run.update_status(state="finished", device="CPU")
+    summary = summarize(run)
+    assert (summary.state, summary.best_val_accuracy, summary.test_accuracy) == ("finished", 94.5, 94.5)
+    assert summary.epochs_done == 2 and summary.train_seconds == 6.5 and summary.device == "CPU"
+
+
+def test_status_files_are_always_whole_json(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    for step in range(50):
+        run.update_status(step=step)
+    assert json.loads((run.path / "status.json").read_text())["step"] == 49
+    assert not [p for p in run.path.iterdir() if p.suffix == ".tmp"]

@@ -1,0 +1,95 @@
+"""The training engine on tiny data: events, learning, determinism, cancellation, NaN, failures."""
+
+import math
+
+import torch
+
+from mnist_core.config import TrainConfig
+from mnist_core.events import Cancelled, EpochEnd, Failed, Finished, Progress, Started
+from mnist_core.train import fit
+
+TINY = TrainConfig(model="fast", epochs=2, batch_size=32, lr=0.003)
+
+
+def test_fit_reports_typed_events_in_order_and_learns(tiny_data_dir):
+    events = []
+    result = fit(TINY, on_event=events.append, data_dir=tiny_data_dir)
+    kinds = [type(event) for event in events]
+    assert kinds[0] is Started and kinds[-1] is Finished
+    assert kinds.count(EpochEnd) == 2 and Progress in kinds
+    started = events[0]
+    assert started.device == "CPU" and started.model == "fast" and started.parameters > 0
+    assert started.steps_per_epoch == 16  # 512 / 32
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].step == progress[-1].steps_per_epoch  # the last step of each epoch is reported
+    assert all(math.isfinite(e.loss) and e.images_per_second > 0 for e in progress)
+    finished = events[-1]
+    assert finished.test_accuracy > 90  # the tiny digits are easy
+    assert finished.train_seconds > 0 and finished.images_per_second > 0
+    assert result.outcome == finished and len(result.epochs) == 2
+
+
+def test_same_seed_same_result_on_cpu(tiny_data_dir):
+    first = fit(TINY.replace(epochs=1), data_dir=tiny_data_dir)
+    second = fit(TINY.replace(epochs=1), data_dir=tiny_data_dir)
+    other = fit(TINY.replace(epochs=1, seed=1), data_dir=tiny_data_dir)
+    weights = [dict(r.model.state_dict()) for r in (first, second, other)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert first.epochs[0].val_loss == second.epochs[0].val_loss
+
+
+def test_should_stop_cancels_within_one_step(tiny_data_dir):
+    steps = []
+
+    def stop_after_three_steps():
+        steps.append(1)
+        return len(steps) > 3
+
+    events = []
+    result = fit(TINY, on_event=events.append, should_stop=stop_after_three_steps, data_dir=tiny_data_dir)
+    assert result.outcome == Cancelled(epochs_completed=0)
+    assert events[-1] == result.outcome
+    assert len(steps) == 4  # asked before each step; stopped at the first "yes"
+
+
+def test_a_nan_loss_fails_the_run_with_a_message(tiny_data_dir, monkeypatch):
+    from mnist_core import train
+
+    class NanAfterFiveSteps(torch.nn.CrossEntropyLoss):
+        calls = 0
+
+        def forward(self, logits, labels):
+            NanAfterFiveSteps.calls += 1
+            loss = super().forward(logits, labels)
+            return loss * float("nan") if NanAfterFiveSteps.calls > 5 else loss
+
+    monkeypatch.setattr(train.nn, "CrossEntropyLoss", NanAfterFiveSteps)
+    result = fit(TINY, data_dir=tiny_data_dir)
+    assert isinstance(result.outcome, Failed)
+    assert "diverged" in result.outcome.message and "learning rate" in result.outcome.message
+
+
+def test_missing_data_is_a_failed_event_not_an_exception(tmp_path, monkeypatch):
+    from mnist_core import data
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    events = []
+    result = fit(TINY, on_event=events.append, data_dir=tmp_path)
+    assert isinstance(result.outcome, Failed) and "train-images-idx3-ubyte" in result.outcome.message
+    assert events == [result.outcome]
+
+
+def test_checkpoint_callback_gets_one_checkpoint_per_epoch(tiny_data_dir):
+    checkpoints = []
+    fit(TINY.replace(schedule="onecycle", optimizer="adamw"), data_dir=tiny_data_dir, on_checkpoint=checkpoints.append)
+    assert [c["epoch"] for c in checkpoints] == [1, 2]
+    assert checkpoints[-1]["config"]["model"] == "fast"
+    assert all(t.device.type == "cpu" and t.is_contiguous() for t in checkpoints[-1]["state_dict"].values())
+
+
+def test_subset_augment_and_sgd_options_run(tiny_data_dir):
+    events = []
+    config = TINY.replace(epochs=1, train_subset=64, augment=True, optimizer="sgd", schedule="cosine")
+    fit(config, on_event=events.append, data_dir=tiny_data_dir)
+    assert events[0].train_images == 64 and isinstance(events[-1], Finished)
