@@ -77,6 +77,21 @@ class TrainConfig:
             _fail("device", problem)
         return self
 
+    def problems(self) -> dict[str, str]:
+        """Every invalid field with its message (validate() stops at the first one)."""
+        found: dict[str, str] = {}
+        config = self
+        for _ in dataclasses.fields(self):
+            try:
+                config.validate()
+                break
+            except ConfigError as error:
+                found[error.field] = error.message
+                if error.field not in {f.name for f in dataclasses.fields(self)}:
+                    break
+                config = dataclasses.replace(config, **{error.field: getattr(TrainConfig(), error.field)})
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

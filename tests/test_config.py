@@ -70,3 +70,10 @@ def test_presets_are_valid_and_named_as_documented():
     assert {"case-study", "fast", "best"} <= set(PRESETS)
     for preset in PRESETS.values():
         preset.config.validate()
+
+
+def test_problems_lists_every_bad_field_at_once():
+    problems = TrainConfig(lr=0, batch_size=0, epochs=3).problems()
+    assert set(problems) == {"lr", "batch_size"}
+    assert "greater than 0" in problems["lr"]
+    assert TrainConfig().problems() == {}

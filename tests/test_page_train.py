@@ -1,0 +1,97 @@
+"""The Train page under AppTest: form validation, starting a (tiny) run, the history table."""
+
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from mnist_core.config import TrainConfig
+from mnist_core.events import EpochEnd, Finished
+from mnist_core.runs import create_run, list_runs
+
+
+@pytest.fixture
+def app_env(monkeypatch, tiny_data_dir, runs_dir):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_data_dir))
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
+    st.cache_resource.clear()  # a fresh job runner for this runs folder
+    st.cache_data.clear()
+    yield runs_dir
+    st.cache_resource.clear()
+
+
+def train_page() -> AppTest:
+    return AppTest.from_file("../pages/train.py", default_timeout=60).run()
+
+
+def field(at: AppTest, label: str):
+    return next(widget for widget in at.number_input if widget.label == label)
+
+
+def start_button(at: AppTest):
+    return next(button for button in at.button if button.label == "Start training")
+
+
+def test_page_loads_with_the_case_study_preset(app_env):
+    at = train_page()
+    assert not at.exception
+    assert at.selectbox(key="form_preset").value == "case-study"
+    assert field(at, "Epochs").value == 5 and field(at, "Batch size").value == 64
+    assert at.select_slider(key="form_lr").value == 0.01
+    assert not start_button(at).disabled
+
+
+def test_invalid_values_are_explained_and_block_start(app_env):
+    at = train_page()
+    field(at, "Epochs").set_value(0)
+    field(at, "Batch size").set_value(0)
+    at.run()
+    messages = [error.value for error in at.error]
+    assert messages == ["must be from 1 to 100, got 0", "must be from 1 to 8192, got 0"]  # epochs, batch size
+    assert start_button(at).disabled
+    assert not at.exception
+
+
+def test_choosing_a_preset_fills_the_form(app_env):
+    at = train_page()
+    at.selectbox(key="form_preset").set_value("fast").run()
+    assert at.selectbox(key="form_model").value == "fast"
+    assert field(at, "Epochs").value == 1 and field(at, "Batch size").value == 256
+
+
+def test_start_runs_a_tiny_job_in_the_background_and_lists_it(app_env):
+    at = train_page()
+    at.selectbox(key="form_model").set_value("fast")
+    field(at, "Epochs").set_value(1)
+    field(at, "Batch size").set_value(64)
+    start_button(at).click().run()
+    assert not at.exception
+    runs = list_runs(app_env)
+    assert len(runs) == 1 and runs[0].config.model == "fast"
+    deadline = time.monotonic() + 90
+    while runs[0].status()["state"] != "finished" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert runs[0].status()["state"] == "finished"
+    at.run()
+    assert not at.exception
+    assert any(metric.label == "Test accuracy" for metric in at.metric)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [runs[0].id] and "finished" in table["status"][0]
+
+
+def test_history_table_shows_every_run_with_its_results(app_env):
+    done = create_run(TrainConfig(model="fast", epochs=2, lr=0.003), app_env)
+    done.append_event(EpochEnd(1, 0.3, 0.2, 97.5, 1.0))
+    done.append_event(EpochEnd(2, 0.2, 0.1, 98.25, 1.0))
+    done.append_event(Finished(98.25, 2.0, 60000.0, 2))
+    done.update_status(state="finished", device="CPU")
+    failed = create_run(TrainConfig(), app_env)
+    failed.update_status(state="failed", message="The training loss became nan")
+    at = train_page()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 2
+    row = table[table["run"] == done.id].iloc[0]
+    assert row["best val acc %"] == 98.25 and row["model"] == "fast" and row["epochs"] == "2/2"
+    assert "failed" in table[table["run"] == failed.id].iloc[0]["status"]

@@ -1,0 +1,75 @@
+"""Plotly figures for training curves: one run live, or several runs overlaid."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from mnist_core.events import EpochEnd, Event, Progress
+
+PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777"]
+
+
+def smooth(values: list[float], weight: float = 0.85) -> list[float]:
+    """Exponential moving average, debiased at the start (as TensorBoard does)."""
+    smoothed, average = [], 0.0
+    for count, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        smoothed.append(average / (1 - weight**count))
+    return smoothed
+
+
+def loss_points(events: list[Event]) -> tuple[list[float], list[float]]:
+    """(x in fractional epochs, training loss) of every Progress event."""
+    progress = [e for e in events if isinstance(e, Progress)]
+    return [e.epoch - 1 + e.step / e.steps_per_epoch for e in progress], [e.loss for e in progress]
+
+
+def _layout(figure: go.Figure, title: str, y_title: str, epochs: int | None) -> go.Figure:
+    figure.update_layout(
+        title=dict(text=title, font=dict(size=15)),
+        height=300,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="epoch",
+        yaxis_title=y_title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        uirevision="keep",  # keep zoom and hidden traces while new points arrive
+        hovermode="x unified",
+    )
+    if epochs:
+        figure.update_xaxes(range=[0, epochs])
+    return figure
+
+
+def training_loss_figure(events: list[Event], epochs: int | None = None) -> go.Figure:
+    x, loss = loss_points(events)
+    figure = go.Figure()
+    figure.add_scatter(x=x, y=loss, mode="lines", name="per step", line=dict(color=PALETTE[0], width=1), opacity=0.3)
+    figure.add_scatter(x=x, y=smooth(loss), mode="lines", name="smoothed", line=dict(color=PALETTE[0], width=2.5))
+    return _layout(figure, "Training loss", "cross-entropy", epochs)
+
+
+def validation_figure(events: list[Event], epochs: int | None = None) -> go.Figure:
+    """Validation accuracy (left axis) and loss (right axis) after each epoch."""
+    ends = [e for e in events if isinstance(e, EpochEnd)]
+    x = [e.epoch for e in ends]
+    figure = go.Figure()
+    figure.add_scatter(x=x, y=[e.val_accuracy for e in ends], mode="lines+markers", name="accuracy %",
+                       line=dict(color=PALETTE[2], width=2.5))
+    figure.add_scatter(x=x, y=[e.val_loss for e in ends], mode="lines+markers", name="loss", yaxis="y2",
+                       line=dict(color=PALETTE[1], width=2, dash="dot"))
+    figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False))
+    return _layout(figure, "Validation (10,000 images), after each epoch", "accuracy %", epochs)
+
+
+def compare_figures(runs: dict[str, list[Event]]) -> tuple[go.Figure, go.Figure]:
+    """Smoothed training loss and validation accuracy of several runs, one colour per run."""
+    loss, accuracy = go.Figure(), go.Figure()
+    for index, (name, events) in enumerate(runs.items()):
+        color = PALETTE[index % len(PALETTE)]
+        x, values = loss_points(events)
+        loss.add_scatter(x=x, y=smooth(values), mode="lines", name=name, line=dict(color=color, width=2))
+        ends = [e for e in events if isinstance(e, EpochEnd)]
+        accuracy.add_scatter(x=[e.epoch for e in ends], y=[e.val_accuracy for e in ends], mode="lines+markers",
+                             name=name, line=dict(color=color, width=2))
+    return (_layout(loss, "Training loss (smoothed)", "cross-entropy", None),
+            _layout(accuracy, "Validation accuracy", "accuracy %", None))

@@ -1,0 +1,104 @@
+"""Run history: a table of every run, curves of the chosen runs overlaid, and per-run actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, delete_run, list_runs, summarize
+from ui.charts import compare_figures
+from ui.live_run import watch
+from ui.state import runner
+from ui.train_form import load_into_form
+
+STATE_ICONS = {"queued": "⏳", "running": "▶️", "finished": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
+
+
+@st.cache_data(show_spinner=False, max_entries=500)
+def _ended_summary(run_path: str, updated_at: float) -> RunSummary:
+    """An ended run never changes again (until its status does), so its summary is cached."""
+    return summarize(Run(Path(run_path)))
+
+
+def _summary(run: Run) -> RunSummary:
+    status = run.status()
+    if status.get("state") in ACTIVE_STATES:
+        return summarize(run)
+    return _ended_summary(str(run.path), status.get("updated_at", 0.0))
+
+
+def _row(summary: RunSummary) -> dict:
+    config = summary.config
+    state = summary.state
+    if state == "queued" and (position := runner().queue_position(Run(runner().runs_dir / summary.id))):
+        state = f"queued (#{position})"
+    return {
+        "status": f"{STATE_ICONS.get(summary.state, '')} {state}",
+        "model": config.model,
+        "epochs": f"{summary.epochs_done}/{config.epochs}",
+        "batch": config.batch_size,
+        "lr": f"{config.lr:g}",
+        "optimizer": config.optimizer + ("" if config.schedule == "none" else f" + {config.schedule}"),
+        "best val acc %": round(summary.best_val_accuracy, 2) if summary.best_val_accuracy is not None else None,
+        "train time": f"{summary.train_seconds:.1f} s",
+        "started": datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else "",
+        "run": summary.id,
+    }
+
+
+def run_history() -> None:
+    runs = list_runs()
+    st.subheader("Run history")
+    if not runs:
+        st.caption("Finished, stopped and failed runs will be listed here.")
+        return
+    summaries = [_summary(run) for run in runs]
+    table = st.dataframe(
+        [_row(s) for s in summaries],
+        width="stretch",
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="multi-row",
+        key="history_table",
+        column_config={"best val acc %": st.column_config.NumberColumn(format="%.2f")},
+    )
+    chosen = [runs[i] for i in table.selection.rows if i < len(runs)]
+    if not chosen:
+        st.caption("Select rows to compare their curves, or one row to reuse, download or delete it.")
+        return
+    loss, accuracy = compare_figures({run.id: run.events() for run in chosen})
+    left, right = st.columns(2)
+    left.plotly_chart(loss, width="stretch", key="compare_loss")
+    right.plotly_chart(accuracy, width="stretch", key="compare_accuracy")
+    if len(chosen) == 1:
+        _actions(chosen[0], summaries[runs.index(chosen[0])])
+
+
+def _actions(run: Run, summary: RunSummary) -> None:
+    watch_column, reuse, download, delete = st.columns(4)
+    if watch_column.button("Show above", icon=":material/monitoring:", width="stretch"):
+        watch(run)
+        st.rerun()
+    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch"):
+        load_into_form(run.config)
+        st.rerun()
+    if run.has_checkpoint():
+        download.download_button("Download checkpoint", data=run.checkpoint_path.read_bytes(),
+                                 file_name=f"{run.id}.pt", mime="application/octet-stream",
+                                 icon=":material/download:", width="stretch")
+    if summary.state in ACTIVE_STATES:
+        delete.button("Delete", icon=":material/delete:", disabled=True, width="stretch",
+                      help="Stop the run before deleting it.")
+        return
+    with delete.popover("Delete", icon=":material/delete:", width="stretch"):
+        st.write(f"Delete run **{run.id}** and its checkpoint? This cannot be undone.")
+        if st.button("Yes, delete it", type="primary", key=f"confirm_delete_{run.id}"):
+            try:
+                delete_run(run)
+            except (OSError, RuntimeError) as error:
+                st.error(str(error))
+            else:
+                st.toast(f"Deleted run {run.id}")
+                st.rerun()

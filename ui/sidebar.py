@@ -1,0 +1,35 @@
+"""The sidebar every page shows: the device, the dataset's state and the chosen model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mnist_core.data import default_data_dir, is_present, raw_folder
+from mnist_core.device import device_label
+from ui.state import model_label, runner, selected_model
+
+
+@st.cache_data(show_spinner=False)
+def _device() -> str:
+    return device_label("auto")
+
+
+def show_sidebar() -> None:
+    with st.sidebar:
+        st.caption("**Device**")
+        st.write(f":material/memory: {_device()}")
+        st.caption("**Dataset**")
+        downloading = [r for r in runner().active_runs() if r.status().get("phase") == "downloading"]
+        if is_present("mnist", default_data_dir()):
+            st.write(":material/check_circle: MNIST ready")
+        elif downloading:
+            st.write(":material/downloading: MNIST downloading…")
+        else:
+            st.write(":material/cloud_download: MNIST not downloaded yet")
+            st.caption(
+                f"It downloads (about 11 MB) when you start training. Offline? Put the four MNIST files "
+                f"in `{raw_folder('mnist').resolve()}` or set `MNIST_DATA_DIR`."
+            )
+        st.caption("**Model for Mistakes and Draw**")
+        chosen = selected_model()
+        st.write(model_label(chosen) if chosen else "None yet: train one on the Train page")

@@ -1,0 +1,78 @@
+"""What the pages share: the job runner (one per server) and the model chosen for Mistakes and Draw.
+
+The chosen model lives in `st.session_state["selected_model"]`: "default" for the shipped
+model, or a run id. Train sets it ("Open in Mistakes / Draw"); the other pages preselect it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from mnist_core.inference import DEFAULT_MODEL_PATH
+from mnist_core.jobs import JobRunner
+from mnist_core.runs import Run, default_runs_dir, list_runs
+
+SELECTED_MODEL = "selected_model"
+DEFAULT = "default"
+
+
+@st.cache_resource(show_spinner=False)
+def runner() -> JobRunner:
+    """The server's one job runner, shared by every browser session (it is thread-safe)."""
+    return JobRunner()
+
+
+def usable_runs() -> list[Run]:
+    """Runs with a checkpoint that finished, or stopped after at least one epoch, newest first."""
+    return [
+        run for run in list_runs() if run.status().get("state") in ("finished", "cancelled", "interrupted")
+        and run.has_checkpoint()
+    ]
+
+
+def model_label(choice: str) -> str:
+    if choice == DEFAULT:
+        return "Shipped default model"
+    try:
+        run = Run(default_runs_dir() / choice)
+        return f"Run {choice} ({run.config.model}, {run.status().get('state')})"
+    except (OSError, ValueError):
+        return f"Run {choice}"
+
+
+def model_choices() -> list[str]:
+    choices = [DEFAULT] if DEFAULT_MODEL_PATH.is_file() else []
+    return choices + [run.id for run in usable_runs()]
+
+
+def selected_model() -> str | None:
+    """The model chosen for Mistakes and Draw, if there is one that still exists."""
+    choices = model_choices()
+    chosen = st.session_state.get(SELECTED_MODEL)
+    if chosen in choices:
+        return chosen
+    return choices[0] if choices else None
+
+
+def select_model(choice: str) -> None:
+    st.session_state[SELECTED_MODEL] = choice
+
+
+def model_picker(key: str) -> str | None:
+    """A selectbox over the shipped model and usable runs, tied to the shared selection."""
+    choices = model_choices()
+    if not choices:
+        return None
+    current = selected_model()
+    choice = st.selectbox(
+        "Model", choices, index=choices.index(current), format_func=model_label, key=key,
+        help="The shipped model, or any run with a checkpoint. The Train page's 'Open in …' buttons choose one.",
+    )
+    select_model(choice)
+    return choice
+
+
+def checkpoint_path(choice: str) -> Path:
+    return DEFAULT_MODEL_PATH if choice == DEFAULT else default_runs_dir() / choice / "checkpoint.pt"

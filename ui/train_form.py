@@ -1,0 +1,88 @@
+"""The hyperparameters form: presets, every TrainConfig field, and problems shown next to their field."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mnist_core.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from mnist_core.models import MODELS
+
+CUSTOM = "custom"
+LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
+DEVICE_LABELS = {"auto": "auto (GPU if there is one)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+FIELDS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "device",
+          "weight_decay", "label_smoothing", "augment", "train_subset")
+
+
+@st.cache_data(show_spinner=False)
+def _parameter_count(model: str) -> int:
+    return MODELS[model].parameters
+
+
+def load_into_form(config: TrainConfig, preset: str = CUSTOM) -> None:
+    """Put a config's values into the form's widgets (for presets and 'Reuse settings')."""
+    for name in FIELDS:
+        st.session_state[f"form_{name}"] = getattr(config, name)
+    st.session_state["form_preset"] = preset
+
+
+def _on_preset_change() -> None:
+    name = st.session_state["form_preset"]
+    if name != CUSTOM:
+        load_into_form(PRESETS[name].config, name)
+
+
+def _problem_slot() -> st.delta_generator.DeltaGenerator:
+    return st.empty()
+
+
+def hyperparameters_ui() -> tuple[TrainConfig, dict[str, str]]:
+    """Draw the form; return the config it describes and its problems by field."""
+    if "form_model" not in st.session_state:
+        load_into_form(TrainConfig(), "case-study")
+    preset = st.selectbox("Preset", [CUSTOM, *PRESETS], key="form_preset", on_change=_on_preset_change,
+                          format_func=lambda name: name.capitalize().replace("-", " "),
+                          help="Fills in the form. Change any value afterwards.")
+    st.caption(PRESETS[preset].description if preset in PRESETS else "Your own settings.")
+    slots: dict[str, st.delta_generator.DeltaGenerator] = {}
+    model = st.selectbox("Model", list(MODELS), key="form_model",
+                         format_func=lambda name: f"{name} ({_parameter_count(name):,} parameters)")
+    st.caption(MODELS[model].description if model in MODELS else "")
+    slots["model"] = _problem_slot()
+    left, right = st.columns(2)
+    with left:
+        st.number_input("Epochs", step=1, key="form_epochs", help="Passes over the 60,000 training images.")
+        slots["epochs"] = _problem_slot()
+    with right:
+        st.number_input("Batch size", step=16, key="form_batch_size", help="Images per training step.")
+        slots["batch_size"] = _problem_slot()
+    lr_options = sorted(set(LEARNING_RATES) | {st.session_state["form_lr"]})
+    st.select_slider("Learning rate (log scale)", lr_options, key="form_lr", format_func=lambda v: f"{v:g}")
+    slots["lr"] = _problem_slot()
+    left, right = st.columns(2)
+    with left:
+        st.selectbox("Optimizer", OPTIMIZERS, key="form_optimizer",
+                     format_func=lambda name: {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}[name])
+        st.number_input("Random seed", step=1, key="form_seed", help="Same seed, same result on the CPU.")
+        slots["seed"] = _problem_slot()
+    with right:
+        st.selectbox("Schedule", SCHEDULES, key="form_schedule",
+                     help="onecycle: warm up, then anneal; cosine: anneal from the start.")
+        st.selectbox("Device", DEVICES, key="form_device", format_func=DEVICE_LABELS.get)
+        slots["device"] = _problem_slot()
+    with st.expander("More settings"):
+        st.checkbox("Augment (small random shifts, rotations, zoom)", key="form_augment")
+        st.number_input("Weight decay", step=0.0001, format="%.4f", key="form_weight_decay")
+        slots["weight_decay"] = _problem_slot()
+        st.number_input("Label smoothing", step=0.05, format="%.2f", key="form_label_smoothing")
+        slots["label_smoothing"] = _problem_slot()
+        st.number_input("Train on the first N images only (0 = all 60,000)", step=1000, key="form_train_subset")
+        slots["train_subset"] = _problem_slot()
+
+    values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
+    config = TrainConfig(**values)
+    problems = config.problems()
+    for field, message in problems.items():
+        if field in slots:
+            slots[field].error(message, icon=":material/error:")
+    return config, problems
