@@ -135,6 +135,10 @@ class JobRunner:
         with self._lock:
             return [run for run, _ in self._running.values()] + list(self._queue)
 
+    def queued_count(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:
             run = self._queue.pop(0)

@@ -1,11 +1,10 @@
 """Train: set hyperparameters, start a background training job, watch it live, compare runs."""
 
-import uuid
-
 import streamlit as st
 
 from mnist_core.config import ConfigError
 from ui.history import run_history
+from ui.hosted import limits, session_id, start_problem
 from ui.live_run import live_run_panel, watch
 from ui.state import runner
 from ui.train_form import hyperparameters_ui
@@ -13,16 +12,20 @@ from ui.train_form import hyperparameters_ui
 st.title("Train")
 form, live = st.columns([1, 2.2], gap="large")
 with form:
-    config, problems = hyperparameters_ui()
+    config, problems = hyperparameters_ui(max_epochs=limits().max_epochs)
+    busy = start_problem(runner().active_runs(), runner().queued_count())
+    if busy:
+        st.info(busy, icon=":material/hourglass_top:")
     if st.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
-                 disabled=bool(problems), help="Fix the settings marked in red first." if problems else None):
+                 disabled=bool(problems or busy), help="Fix the settings marked in red first." if problems else None):
         try:
-            run = runner().submit(config, owner=st.session_state.setdefault("session_id", uuid.uuid4().hex))
+            run = runner().submit(config, owner=session_id())
         except (ConfigError, OSError) as error:
             st.error(f"Could not start: {error}")
         else:
             watch(run)
             st.toast(f"Started run {run.id}")
+            st.rerun()  # redraw the form (Start may now be disallowed) and the live panel
 with live:
     live_run_panel()
 st.divider()

@@ -95,3 +95,20 @@ def test_history_table_shows_every_run_with_its_results(app_env):
     row = table[table["run"] == done.id].iloc[0]
     assert row["best val acc %"] == 98.25 and row["model"] == "fast" and row["epochs"] == "2/2"
     assert "failed" in table[table["run"] == failed.id].iloc[0]["status"]
+
+
+def test_hosted_mode_caps_epochs_and_allows_one_job_per_visitor(app_env, monkeypatch):
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    at = train_page()
+    field(at, "Epochs").set_value(50)
+    at.run()
+    assert any("at most 5 epochs" in error.value for error in at.error)
+    assert start_button(at).disabled
+    field(at, "Epochs").set_value(1)
+    field(at, "Batch size").set_value(1)  # slow enough to still be running below
+    start_button(at.run()).click().run()
+    assert not at.exception
+    assert start_button(at).disabled
+    assert any("one job per visitor" in info.value for info in at.info)
+    for run in list_runs(app_env):
+        run.request_stop()

@@ -58,6 +58,10 @@ def validation_figure(events: list[Event], epochs: int | None = None) -> go.Figu
     figure.add_scatter(x=x, y=[e.val_loss for e in ends], mode="lines+markers", name="loss", yaxis="y2",
                        line=dict(color=PALETTE[1], width=2, dash="dot"))
     figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False))
+    if not ends:
+        figure.add_annotation(text="Appears after the first epoch", showarrow=False, x=0.5, y=0.5,
+                              xref="paper", yref="paper", font=dict(color="#888", size=14))
+        figure.update_yaxes(showticklabels=False)
     return _layout(figure, "Validation (10,000 images), after each epoch", "accuracy %", epochs)
 
 

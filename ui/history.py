@@ -9,6 +9,7 @@ import streamlit as st
 
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, delete_run, list_runs, summarize
 from ui.charts import compare_figures
+from ui.hosted import may_delete
 from ui.live_run import watch
 from ui.state import runner
 from ui.train_form import load_into_form
@@ -88,9 +89,10 @@ def _actions(run: Run, summary: RunSummary) -> None:
         download.download_button("Download checkpoint", data=run.checkpoint_path.read_bytes(),
                                  file_name=f"{run.id}.pt", mime="application/octet-stream",
                                  icon=":material/download:", width="stretch")
-    if summary.state in ACTIVE_STATES:
-        delete.button("Delete", icon=":material/delete:", disabled=True, width="stretch",
-                      help="Stop the run before deleting it.")
+    if summary.state in ACTIVE_STATES or not may_delete(run):
+        reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else (
+            "In this shared demo only the visitor who started a run can delete it.")
+        delete.button("Delete", icon=":material/delete:", disabled=True, width="stretch", help=reason)
         return
     with delete.popover("Delete", icon=":material/delete:", width="stretch"):
         st.write(f"Delete run **{run.id}** and its checkpoint? This cannot be undone.")

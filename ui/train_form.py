@@ -36,8 +36,10 @@ def _problem_slot() -> st.delta_generator.DeltaGenerator:
     return st.empty()
 
 
-def hyperparameters_ui() -> tuple[TrainConfig, dict[str, str]]:
-    """Draw the form; return the config it describes and its problems by field."""
+def hyperparameters_ui(max_epochs: int | None = None) -> tuple[TrainConfig, dict[str, str]]:
+    """Draw the form; return the config it describes and its problems by field.
+
+    `max_epochs` is the hosted demo's cap, stricter than TrainConfig's own limit."""
     if "form_model" not in st.session_state:
         load_into_form(TrainConfig(), "case-study")
     preset = st.selectbox("Preset", [CUSTOM, *PRESETS], key="form_preset", on_change=_on_preset_change,
@@ -82,6 +84,8 @@ def hyperparameters_ui() -> tuple[TrainConfig, dict[str, str]]:
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
     config = TrainConfig(**values)
     problems = config.problems()
+    if max_epochs and "epochs" not in problems and config.epochs > max_epochs:
+        problems["epochs"] = f"this shared demo allows at most {max_epochs} epochs; run it locally for more"
     for field, message in problems.items():
         if field in slots:
             slots[field].error(message, icon=":material/error:")
