@@ -1,7 +1,7 @@
 """Running training jobs: in this process (`execute_run`, used by the CLI) or in the background
 (`JobRunner`, used by the app).
 
-The runner starts each job in a child process, so training never blocks the Streamlit
+The runner starts each job in a child process (`mnist_core.worker`), so training never blocks the Streamlit
 script thread, a crash in training cannot take the server down, and GPU memory is freed when
 the job ends. Everything a page needs to show a job lives in its run folder, so a job
 outlives the browser session that started it and any tab can re-attach to it. At most
@@ -10,8 +10,9 @@ outlives the browser session that started it and any tab can re-attach to it. At
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -72,24 +73,6 @@ def execute_run(
     return result
 
 
-def _job_process(run_path: str, data_dir: str | None, parent_pid: int) -> None:
-    """Entry point of a job's child process."""
-    try:
-        os.nice(5)  # the server's script threads come first on a small machine
-    except OSError:
-        pass
-    run = Run(Path(run_path))
-    # If the server dies, stop too: nobody would be watching, and it would hold the CPU.
-    orphaned = lambda: os.getppid() != parent_pid  # noqa: E731
-    try:
-        execute_run(run, data_dir, should_stop=orphaned)
-    except Exception as error:  # noqa: BLE001 - recorded for the UI; the process exits non-zero
-        run.update_status(state="failed", ended_at=time.time(), message=f"{type(error).__name__}: {error}")
-        raise
-    if orphaned():
-        run.update_status(state="interrupted", message="The server stopped while this run was training.")
-
-
 class JobRunner:
     """A queue of training jobs, each run in its own child process; safe to share between threads."""
 
@@ -103,9 +86,8 @@ class JobRunner:
         self.data_dir = str(data_dir) if data_dir is not None else None
         self.max_running = max_running or int(os.environ.get("MNIST_MAX_JOBS") or 1)
         self._queue: list[Run] = []
-        self._running: dict[str, tuple[Run, multiprocessing.process.BaseProcess]] = {}
+        self._running: dict[str, tuple[Run, subprocess.Popen]] = {}
         self._lock = threading.Lock()
-        self._context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded server
         self._watcher = threading.Thread(target=self._watch, name="mnist-job-watcher", daemon=True)
         self._watcher.start()
 
@@ -142,26 +124,28 @@ class JobRunner:
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:
             run = self._queue.pop(0)
-            process = self._context.Process(
-                target=_job_process, args=(str(run.path), self.data_dir, os.getpid()), name=f"train-{run.id}"
-            )
-            process.start()  # the child records its own pid when it starts training
-            self._running[run.id] = (run, process)
+            # A fresh interpreter, not fork (unsafe in a threaded server) nor multiprocessing's
+            # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
+            command = [sys.executable, "-m", "mnist_core.worker", str(run.path), "--parent-pid", str(os.getpid())]
+            if self.data_dir:
+                command += ["--data-dir", self.data_dir]
+            with open(run.path / "worker.log", "ab") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._running[run.id] = (run, process)  # the child records its own pid when it starts
 
     def _watch(self) -> None:
         while True:
             time.sleep(POLL_SECONDS)
             with self._lock:
                 for run_id, (run, process) in list(self._running.items()):
-                    if process.is_alive():
+                    if process.poll() is None:
                         continue
-                    process.join()
                     del self._running[run_id]
                     if run.status().get("state") in ("queued", "running"):
                         run.update_status(
                             state="failed",
                             ended_at=time.time(),
-                            message=f"The training process ended unexpectedly (exit code {process.exitcode}); "
-                            "it may have run out of memory.",
+                            message=f"The training process ended unexpectedly (exit code {process.returncode}); "
+                            f"it may have run out of memory. Its output is in {run.path / 'worker.log'}.",
                         )
                 self._start_waiting_jobs()

@@ -13,7 +13,7 @@ QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
 SLOW = TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001)  # would take minutes
 
 
-def wait_for(predicate, timeout=60.0):
+def wait_for(predicate, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -54,7 +54,7 @@ def test_runner_trains_in_the_background_queues_and_cancels(tiny_data_dir, runs_
     assert quick.status()["state"] == "queued"  # only one job trains at a time
 
     runner.cancel(slow)
-    assert wait_for(lambda: slow.status()["state"] == "cancelled", timeout=10)
+    assert wait_for(lambda: slow.status()["state"] == "cancelled", timeout=30)
     assert wait_for(lambda: quick.status()["state"] == "finished")
     assert quick.has_checkpoint()
     assert wait_for(lambda: runner.active_runs() == [], timeout=5)
@@ -87,5 +87,5 @@ def test_a_killed_training_process_marks_the_run_failed(tiny_data_dir, runs_dir)
     run = runner.submit(SLOW)
     assert wait_for(lambda: run.status()["state"] == "running")
     os.kill(run.status()["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer would
-    assert wait_for(lambda: run.status()["state"] == "failed", timeout=10)
+    assert wait_for(lambda: run.status()["state"] == "failed", timeout=30)
     assert "ended unexpectedly" in run.status()["message"]
