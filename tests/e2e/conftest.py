@@ -1,0 +1,147 @@
+"""End-to-end fixtures: a real `streamlit run app.py` server and a real headless Chromium.
+
+The browser is `E2E_BROWSER` (a path to a Chromium-like executable) when set, else
+Playwright's own (`playwright install chromium`). With neither, the tests are skipped with
+a message that says so; CI installs Debian's Chromium and sets E2E_BROWSER, so they run there.
+
+On failure each test saves a screenshot and the server's log under `test-artifacts/e2e/`
+and prints their paths.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import real_data_dir, tiny_digits, write_idx
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def e2e_data_dir(tmp_path_factory) -> Path:
+    """The real MNIST when MNIST_DATA_DIR holds it; else synthetic digits in MNIST's format."""
+    real = real_data_dir()
+    if real:
+        return real
+    root = tmp_path_factory.mktemp("e2e-data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw, "train", *tiny_digits(20000, seed=3))
+    write_idx(raw, "t10k", *tiny_digits(1000, seed=4))
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, e2e_data_dir):
+    """A Streamlit server on a free port with an empty runs folder; yields (url, log path)."""
+    port = _free_port()
+    runs = tmp_path_factory.mktemp("e2e-runs")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "server.log"
+    env = {**os.environ, "MNIST_DATA_DIR": str(e2e_data_dir), "MNIST_RUNS_DIR": str(runs), "MNIST_HOSTED": ""}
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail(f"the Streamlit server did not start; see {log_path}")
+    yield url, log_path, runs
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed (pip install -r requirements-dev.txt)")
+    executable = os.environ.get("E2E_BROWSER") or None
+    if executable and not Path(executable).exists():
+        pytest.skip(f"E2E_BROWSER={executable} does not exist")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        except Error as error:
+            if os.environ.get("CI"):
+                raise  # in CI the browser must be there
+            pytest.skip(f"no browser for the end-to-end tests: set E2E_BROWSER to a Chromium executable or run "
+                        f"'playwright install chromium' ({str(error).splitlines()[0]})")
+        yield launched
+        launched.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.failed_in_call = report.failed
+
+
+@pytest.fixture
+def page(browser, app_server, request):
+    url, log_path, _ = app_server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    if getattr(request.node, "failed_in_call", False):
+        shot = ARTIFACTS / f"{request.node.name}.png"
+        tab.screenshot(path=str(shot), full_page=True)
+        print(f"\nE2E FAILURE ARTIFACTS: screenshot {shot} ; server log {log_path}")
+    context.close()
+
+
+def open_page(tab, app_server, path: str = "") -> None:
+    """Open a page of the app and wait until Streamlit has finished running its script."""
+    tab.goto(f"{app_server[0]}/{path}")
+    wait_idle(tab)
+
+
+def wait_idle(tab, timeout_ms: int = 30_000) -> None:
+    tab.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout_ms,
+    )
+    tab.wait_for_timeout(300)
+
+
+def assert_no_errors(tab) -> None:
+    """No Streamlit exception box and no error alert on the page."""
+    assert tab.locator("[data-testid='stException']").count() == 0, tab.locator("[data-testid='stException']").first.inner_text()
+    errors = tab.locator("[data-testid='stAlertContentError']")
+    assert errors.count() == 0, errors.first.inner_text()
