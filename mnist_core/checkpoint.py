@@ -64,7 +64,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[nn.Module, TrainConfig]:
     """The model (in eval mode, on the CPU) and the config it was trained with."""
-    config = TrainConfig.from_dict(checkpoint["config"])
-    model = build_model(config.model)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        model = build_model(config.model)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"the checkpoint does not match its model: {error}") from error
     return model.eval(), config

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnist_core.data import load_split
+from mnist_core.data import default_data_dir, load_split
 from mnist_core.inference import file_key, load_model, logits_in_batches, resolve_checkpoint
 
 
@@ -58,13 +58,14 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate a checkpoint ("default", a run folder or a file) on the test (or training) split."""
     path = resolve_checkpoint(checkpoint)
-    key = (*file_key(path), train, str(data_dir))
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    key = (*file_key(path), train, str(root.resolve()))
     with _cache_lock:
         if key not in _cache:
             if len(_cache) >= 16:  # drop the oldest: earlier epochs of a run are rarely looked at again
                 _cache.pop(next(iter(_cache)))
             model, config = load_model(path)
-            images, labels = load_split(config.dataset, train, data_dir)
+            images, labels = load_split(config.dataset, train, root)
             _cache[key] = evaluate_model(model, images, labels, config.dataset)
         return _cache[key]
 

@@ -67,5 +67,7 @@ def load_model(spec: str | Path | None = None) -> tuple[nn.Module, TrainConfig]:
         if key not in _models:
             if len(_models) >= 8:
                 _models.pop(next(iter(_models)))
-            _models[key] = model_from_checkpoint(load_checkpoint(key[0]))
+            model, config = model_from_checkpoint(load_checkpoint(key[0]))
+            # channels_last: the same logits, 1.5-2x faster convolutions on the CPU (oneDNN).
+            _models[key] = (model.to(memory_format=torch.channels_last), config)
         return _models[key]

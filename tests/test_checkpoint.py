@@ -51,3 +51,10 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match="not an mnist_core checkpoint"):
         load_checkpoint(other)
+
+
+def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
+    checkpoint = make_checkpoint(build_model("seed"), TrainConfig(), 1, {})
+    checkpoint["config"]["model"] = "fast"  # seed's weights claimed to be the fast model's
+    with pytest.raises(CheckpointError, match="does not match"):
+        model_from_checkpoint(checkpoint)

@@ -1,0 +1,154 @@
+"""Mistakes: the validation images a model gets wrong, a clickable confusion matrix and saliency maps.
+
+The 10,000 MNIST test images are the project's validation set. Evaluating a checkpoint happens
+once per checkpoint version (mnist_core.evaluate caches it), so every click here is cheap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from mnist_core.checkpoint import CheckpointError
+from mnist_core.data import DatasetMissing, load_split
+from mnist_core.evaluate import Evaluation, evaluate
+from mnist_core.inference import load_model
+from mnist_core.saliency import integrated_gradients
+from ui import mistakes_charts as charts
+from ui.state import checkpoint_path, model_picker
+
+TRUE, PREDICTED, PAGE = "mistakes_true", "mistakes_predicted", "mistakes_page"
+INSPECTED, CONFUSION, LEAST_FIRST = "mistakes_inspected", "mistakes_confusion", "mistakes_least_first"
+COLUMNS = 6  # 24 thumbnails per page = 4 rows
+
+
+def go_to_page(page: int) -> None:
+    st.session_state[PAGE] = page
+
+
+def set_filters(true_class: int | None, predicted_class: int | None) -> None:
+    st.session_state.update({TRUE: true_class, PREDICTED: predicted_class, PAGE: 0})
+
+
+def on_confusion_click() -> None:
+    cell = charts.clicked_cell(st.session_state[CONFUSION].selection.points)
+    if cell:
+        set_filters(*cell)
+
+
+def link_to_train() -> None:
+    try:
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    except StreamlitPageNotFoundError:  # this page was started on its own (tests, `streamlit run pages/mistakes.py`)
+        st.markdown("Open the **Train** page to train one.")
+
+
+def filters_ui() -> tuple[int | None, int | None]:
+    any_or_digit = lambda c: "any" if c is None else str(c)  # noqa: E731
+    true_col, predicted_col, order_col, clear_col = st.columns([1, 1, 1.6, 1], vertical_alignment="bottom")
+    options = [None, *range(10)]
+    true_class = true_col.selectbox("True digit", options, key=TRUE, format_func=any_or_digit,
+                                    on_change=go_to_page, args=(0,))
+    predicted_class = predicted_col.selectbox("Predicted digit", options, key=PREDICTED, format_func=any_or_digit,
+                                              on_change=go_to_page, args=(0,))
+    order_col.radio("Order", [False, True], key=LEAST_FIRST, horizontal=True,
+                    format_func=lambda least: "least confident first" if least else "most confident first",
+                    on_change=go_to_page, args=(0,))
+    clear_col.button("Clear filter", icon=":material/filter_alt_off:", key="mistakes_clear", on_click=set_filters,
+                     args=(None, None), disabled=true_class is None and predicted_class is None)
+    return true_class, predicted_class
+
+
+def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int) -> None:
+    """One page of thumbnails of the mistakes in `shown` (dataset indices), each with a label that inspects it."""
+    start, stop, pages = charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))
+    if not len(shown):
+        st.info("No mistakes of this kind.", icon=":material/check:")
+        return
+    st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click a label to inspect that image.")
+    grid = st.columns(COLUMNS)
+    for slot, index in enumerate(shown[start:stop]):  # only this page's images are converted
+        with grid[slot % COLUMNS]:
+            st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
+            label = f"{result.labels[index]} → {result.predictions[index]} · {result.confidence[index]:.0%}"
+            st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
+                      type="tertiary", on_click=st.session_state.update, args=({INSPECTED: int(index)},))
+    if pages > 1:
+        page = start // charts.PER_PAGE
+        back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
+        back.button("Previous", icon=":material/chevron_left:", key="mistakes_previous", disabled=page == 0,
+                    on_click=go_to_page, args=(page - 1,))
+        where.markdown(f"<div style='text-align:center'>page {page + 1} of {pages}</div>", unsafe_allow_html=True)
+        forward.button("Next", icon=":material/chevron_right:", key="mistakes_next", disabled=page == pages - 1,
+                       on_click=go_to_page, args=(page + 1,))
+
+
+def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index: int) -> None:
+    """One mistake enlarged, its saliency map (for the prediction or the truth) and all ten probabilities."""
+    true_class, predicted = int(result.labels[index]), int(result.predictions[index])
+    st.markdown(f"**Image {index}**: a **{true_class}** the model read as **{predicted}** "
+                f"({result.confidence[index]:.0%} sure)")
+    target = st.radio("Saliency map for", [predicted, true_class], horizontal=True,
+                      format_func=lambda c: f"{c} (prediction)" if c == predicted else f"{c} (truth)")
+    attribution = integrated_gradients(model, image, target, dataset=dataset)
+    picture, saliency = st.columns(2)
+    picture.image(charts.thumbnail(image, scale=8), output_format="PNG", caption="The image", width="stretch")
+    saliency.image(charts.saliency_overlay(image, attribution), output_format="PNG", width="stretch",
+                   caption=f"Red: for {target} · blue: against")
+    st.plotly_chart(charts.probabilities_figure(result.probabilities[index], true_class, predicted),
+                    config={"displayModeBar": False})
+
+
+st.title("Mistakes")
+st.caption("The validation images the model gets wrong: where it fails, how sure it was and why.")
+choice = model_picker(key="mistakes_model")
+if choice is None:
+    st.info("No model yet: there is no shipped default model and no finished run. Train one first.",
+            icon=":material/school:")
+    link_to_train()
+    st.stop()
+
+try:
+    with st.spinner("Evaluating on 10,000 validation images…"):  # only slow the first time per checkpoint
+        path = checkpoint_path(choice)
+        result = evaluate(path)
+        model, config = load_model(path)
+        images, _ = load_split(config.dataset, train=False)
+except DatasetMissing as error:
+    st.error(str(error), icon=":material/cloud_off:")
+    st.stop()
+except (CheckpointError, FileNotFoundError) as error:
+    st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")
+    st.stop()
+
+accuracy_col, mistakes_col, hardest_col = st.columns(3)
+accuracy_col.metric("Validation accuracy", f"{result.accuracy:.2f} %")
+mistakes_col.metric("Mistakes", f"{len(result.mistakes):,} of {len(result.labels):,}")
+hardest = int(result.per_class_accuracy.argmin())
+hardest_col.metric("Hardest digit", hardest, f"{result.per_class_accuracy[hardest]:.1f} % right",
+                   delta_color="off", delta_arrow="off")
+
+true_class, predicted_class = st.session_state.get(TRUE), st.session_state.get(PREDICTED)
+per_class_col, confusion_col = st.columns(2, gap="large")
+per_class_col.plotly_chart(charts.per_class_accuracy_figure(result.per_class_accuracy, result.confusion.sum(1)),
+                           config={"displayModeBar": False})
+with confusion_col:
+    st.markdown("**Confusion matrix** · click a cell to see those mistakes")
+    st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class), key=CONFUSION,
+                    on_select=on_confusion_click, selection_mode="points", config={"displayModeBar": False})
+
+st.subheader("Misclassified images")
+true_class, predicted_class = filters_ui()
+shown = result.mistakes_where(true_class, predicted_class)
+if st.session_state.get(LEAST_FIRST):
+    shown = shown[::-1]
+inspected = st.session_state.get(INSPECTED)
+if len(shown) and (inspected is None or inspected not in shown):  # nothing chosen here yet: the page's first
+    inspected = int(shown[charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))[0]])
+gallery_col, detail_col = st.columns([3, 2], gap="large")
+with gallery_col:
+    gallery_ui(result, images, shown, inspected)
+if len(shown):
+    with detail_col, st.container(border=True):
+        detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)

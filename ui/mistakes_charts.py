@@ -1,0 +1,158 @@
+"""Plotly figures and small pure helpers for the Mistakes page.
+
+Everything here takes plain numpy arrays and returns figures or numbers, so it can be
+tested without Streamlit or a model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+INDIGO = "#4f46e5"  # the app's primary colour (.streamlit/config.toml)
+MUTED = "#c7cad1"
+GREY_TEXT = "#9ca3af"
+RED = "#dc2626"
+RED_RGB, BLUE_RGB = (220, 38, 38), (37, 99, 235)
+# Light to strong red: a cell with a single mistake is still visibly tinted.
+ERROR_SCALE = [[0.0, "#fde8e8"], [0.35, "#f8a5a5"], [1.0, "#b91c1c"]]
+PER_PAGE = 24
+
+
+def page_bounds(total: int, page: int, per_page: int = PER_PAGE) -> tuple[int, int, int]:
+    """(start, stop, page count) of a 0-based page, clamped so a stale page number never shows nothing."""
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 0), pages - 1)
+    return page * per_page, min(total, (page + 1) * per_page), pages
+
+
+def clicked_cell(points: list[dict]) -> tuple[int, int] | None:
+    """(true, predicted) of the confusion cell a chart selection points at; None off the diagonal's mistakes.
+
+    Correct predictions (the diagonal) are not mistakes, so clicking them filters nothing.
+    """
+    if not points or "x" not in points[0] or "y" not in points[0]:
+        return None
+    true_class, predicted_class = int(points[0]["y"]), int(points[0]["x"])
+    return None if true_class == predicted_class else (true_class, predicted_class)
+
+
+def thumbnail(image: np.ndarray, scale: int = 3) -> np.ndarray:
+    """A 28x28 uint8 digit as dark ink on white paper, enlarged with sharp (nearest) pixels."""
+    ink = 255 - np.asarray(image, dtype=np.uint8)
+    return ink.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _compact(figure: go.Figure, height: int, title: str) -> go.Figure:
+    figure.update_layout(
+        title=dict(text=title, font=dict(size=15)),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        plot_bgcolor="white",
+        showlegend=False,
+    )
+    return figure
+
+
+def per_class_accuracy_figure(per_class: np.ndarray, class_sizes: np.ndarray) -> go.Figure:
+    """Accuracy of each true class; the y axis starts near the worst class so differences show."""
+    per_class = np.asarray(per_class, dtype=float)
+    classes = list(range(len(per_class)))
+    worst = int(per_class.argmin())
+    figure = go.Figure(
+        go.Bar(
+            x=classes,
+            y=per_class,
+            marker_color=[INDIGO if c == worst else "#a5b4fc" for c in classes],
+            text=[f"{value:.1f}" for value in per_class],
+            textposition="outside",
+            customdata=np.asarray(class_sizes),
+            hovertemplate="digit %{x}: %{y:.2f} % of %{customdata} images<extra></extra>",
+        )
+    )
+    low = max(0.0, np.floor(per_class.min()) - 2)
+    figure.update_yaxes(range=[low, 100.9], title="accuracy %", gridcolor="#f1f1f4")
+    figure.update_xaxes(tickmode="array", tickvals=classes, title="true digit")
+    return _compact(figure, 300, "Accuracy per digit")
+
+
+def confusion_figure(
+    confusion: np.ndarray, true_class: int | None = None, predicted_class: int | None = None
+) -> go.Figure:
+    """Counts heatmap, rows = true class, columns = predicted class.
+
+    The diagonal (correct predictions, ~1,000 each) would swamp the colour scale, so it is left
+    out of the colour data and only annotated in grey: the colour goes to the mistakes. An
+    invisible marker on every cell makes cells clickable, which Streamlit does not support on
+    heatmaps themselves. The current filter is outlined.
+    """
+    counts = np.asarray(confusion)
+    classes = list(range(counts.shape[0]))
+    diagonal = np.eye(len(classes), dtype=bool)
+    mistakes = counts.astype(float)
+    mistakes[diagonal | (counts == 0)] = np.nan  # empty cells stay blank instead of faint red
+    mistake_text = np.where(~diagonal & (counts > 0), counts.astype(str), "")
+    correct_text = np.where(diagonal, counts.astype(str), "")
+
+    figure = go.Figure()
+    figure.add_heatmap(  # pale tiles under every cell; the diagonal a shade darker, with grey counts
+        z=diagonal.astype(float), x=classes, y=classes, colorscale=[[0, "#f8f9fb"], [1, "#eceef2"]],
+        showscale=False, text=correct_text, texttemplate="%{text}", textfont=dict(color=GREY_TEXT, size=11),
+        hoverinfo="skip", xgap=2, ygap=2, name="correct",
+    )
+    figure.add_heatmap(
+        z=mistakes, x=classes, y=classes, colorscale=ERROR_SCALE, zmin=0, showscale=False,
+        text=mistake_text, texttemplate="%{text}", textfont=dict(size=12),
+        hoverinfo="skip", xgap=2, ygap=2, name="mistakes",
+    )
+    true_grid, predicted_grid = np.meshgrid(classes, classes, indexing="ij")
+    figure.add_scatter(
+        x=predicted_grid.ravel(), y=true_grid.ravel(), mode="markers", name="cells",
+        marker=dict(symbol="square", size=26, opacity=0),
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
+        customdata=counts.ravel(),
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+    )
+    if true_class is not None or predicted_class is not None:
+        low, high = -0.5, len(classes) - 0.5
+        figure.add_shape(
+            type="rect", line=dict(color=INDIGO, width=2.5),
+            x0=low if predicted_class is None else predicted_class - 0.5,
+            x1=high if predicted_class is None else predicted_class + 0.5,
+            y0=low if true_class is None else true_class - 0.5,
+            y1=high if true_class is None else true_class + 0.5,
+        )
+    axis = dict(tickmode="array", tickvals=classes, showgrid=False, zeroline=False)
+    figure.update_xaxes(title="predicted digit", side="top", constrain="domain", **axis)
+    figure.update_yaxes(title="true digit", autorange="reversed", scaleanchor="x", constrain="domain", **axis)
+    figure.update_layout(dragmode=False, hovermode="closest")
+    return _compact(figure, 470, "")
+
+
+def probabilities_figure(probabilities: np.ndarray, true_class: int, predicted_class: int) -> go.Figure:
+    """The model's probability for each class: the prediction in red, the right answer in indigo."""
+    classes = list(range(len(probabilities)))
+    colours = [RED if c == predicted_class else INDIGO if c == true_class else MUTED for c in classes]
+    figure = go.Figure(
+        go.Bar(
+            x=classes, y=np.asarray(probabilities) * 100, marker_color=colours,
+            text=[f"{p:.0%}" if p >= 0.005 else "" for p in probabilities], textposition="outside",
+            hovertemplate="digit %{x}: %{y:.2f} %<extra></extra>",
+        )
+    )
+    figure.update_yaxes(range=[0, 112], title="probability %", gridcolor="#f1f1f4")
+    figure.update_xaxes(tickmode="array", tickvals=classes, title="digit")
+    return _compact(figure, 260, "What the model thought")
+
+
+def saliency_overlay(image: np.ndarray, attribution: np.ndarray, scale: int = 8) -> np.ndarray:
+    """RGB uint8 picture of a saliency map: the digit in light grey, red where pixels pushed the model
+    toward the explained class, blue where they pushed against it, stronger colour for stronger pushes."""
+    ink = np.asarray(image, dtype=float) / 255
+    paper = np.repeat((1 - 0.35 * ink)[..., None], 3, axis=2)  # light grey ink: the colour on top stays readable
+    attribution = np.clip(np.asarray(attribution, dtype=float), -1, 1)
+    # A power below 1 lifts the weaker pixels, which the single strongest one would otherwise wash out.
+    strength = (np.abs(attribution) ** 0.6)[..., None]
+    colour = np.where(attribution[..., None] > 0, np.array(RED_RGB), np.array(BLUE_RGB)) / 255
+    rgb = np.round((paper * (1 - strength) + colour * strength) * 255).astype(np.uint8)
+    return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
