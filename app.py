@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from ui.shell import require_app_shell
 from ui.sidebar import show_sidebar
 
+require_app_shell()
 st.set_page_config(page_title="MNIST CNN Studio", page_icon=":material/draw:", layout="wide")
 page = st.navigation(
     [

@@ -16,7 +16,10 @@ from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
 from ui import mistakes_charts as charts
+from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker
+
+require_app_shell()
 
 TRUE, PREDICTED, PAGE = "mistakes_true", "mistakes_predicted", "mistakes_page"
 INSPECTED, CONFUSION, LEAST_FIRST = "mistakes_inspected", "mistakes_confusion", "mistakes_least_first"

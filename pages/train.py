@@ -6,8 +6,11 @@ from mnist_core.config import ConfigError
 from ui.history import run_history
 from ui.hosted import limits, session_id, start_problem
 from ui.live_run import live_run_panel, watch
+from ui.shell import require_app_shell
 from ui.state import runner
 from ui.train_form import hyperparameters_ui
+
+require_app_shell()
 
 st.title("Train")
 form, live = st.columns([1, 2.2], gap="large")
