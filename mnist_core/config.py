@@ -38,6 +38,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd (SGD always uses Nesterov momentum 0.9)
     schedule: str = "none"  # none | onecycle | cosine; per step, so one epoch still warms up and anneals
     weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW; a lower beta1 reacts faster in short runs
     augment: bool = False  # random small shifts, rotations and scalings, done on the device
     label_smoothing: float = 0.0
     seed: int = 0  # same seed, same device type -> same result
@@ -61,6 +62,9 @@ class TrainConfig:
         _check_number("weight_decay", self.weight_decay)
         if not 0 <= self.weight_decay < 1:
             _fail("weight_decay", f"must be at least 0 and below 1, got {self.weight_decay}")
+        if (not isinstance(self.adam_betas, tuple) or len(self.adam_betas) != 2
+                or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.adam_betas)):
+            _fail("adam_betas", f"must be two numbers from 0 to below 1, got {self.adam_betas!r}")
         _check_number("label_smoothing", self.label_smoothing)
         if not 0 <= self.label_smoothing < 1:
             _fail("label_smoothing", f"must be at least 0 and below 1, got {self.label_smoothing}")
@@ -102,6 +106,8 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             _fail(unknown[0], f"unknown setting; allowed settings are {', '.join(sorted(known))}")
+        if isinstance(values.get("adam_betas"), list):  # JSON has no tuples
+            values = {**values, "adam_betas": tuple(values["adam_betas"])}
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -162,9 +162,9 @@ def _validate(model, images, labels, device, dataset) -> tuple[float, float]:
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     params, lr, decay = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+        return torch.optim.Adam(params, lr=lr, betas=config.adam_betas, weight_decay=decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+        return torch.optim.AdamW(params, lr=lr, betas=config.adam_betas, weight_decay=decay)
     return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
 
 

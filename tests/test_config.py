@@ -34,6 +34,7 @@ def test_defaults_are_the_case_study():
         ({"seed": -1}, "seed"),
         ({"train_subset": -5}, "train_subset"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"adam_betas": (0.9, 1.5)}, "adam_betas"),
     ],
 )
 def test_invalid_values_name_the_field(changes, field):
@@ -56,9 +57,12 @@ def test_unavailable_device_is_explained(monkeypatch):
         TrainConfig(device="cuda").validate()
 
 
-def test_round_trip_through_a_plain_dict():
-    config = TrainConfig(model="fast", lr=0.003, augment=True)
+def test_round_trip_through_a_plain_dict_and_json():
+    import json
+
+    config = TrainConfig(model="fast", lr=0.003, augment=True, adam_betas=(0.7, 0.9))
     assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 def test_from_dict_rejects_unknown_settings():

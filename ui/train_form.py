@@ -23,6 +23,8 @@ def load_into_form(config: TrainConfig, preset: str = CUSTOM) -> None:
     """Put a config's values into the form's widgets (for presets and 'Reuse settings')."""
     for name in FIELDS:
         st.session_state[f"form_{name}"] = getattr(config, name)
+    # Settings the form has no widget for (e.g. Adam's betas) are kept as they were.
+    st.session_state["form_other"] = {k: v for k, v in config.to_dict().items() if k not in FIELDS}
     st.session_state["form_preset"] = preset
 
 
@@ -82,7 +84,7 @@ def hyperparameters_ui(max_epochs: int | None = None) -> tuple[TrainConfig, dict
         slots["train_subset"] = _problem_slot()
 
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
-    config = TrainConfig(**values)
+    config = TrainConfig(**st.session_state.get("form_other", {}), **values)
     problems = config.problems()
     if max_epochs and "epochs" not in problems and config.epochs > max_epochs:
         problems["epochs"] = f"this shared demo allows at most {max_epochs} epochs; run it locally for more"
