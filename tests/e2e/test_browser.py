@@ -58,3 +58,52 @@ def test_train_a_short_run_and_watch_it_live(page, app_server):
     page.wait_for_function(
         "() => document.querySelector('[data-testid=\"stDataFrame\"]').innerText.includes('finished')"
     )
+
+
+CELL_POSITION = """([trueClass, predictedClass]) => {
+  const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  const plot = plots.find(p => (p.data || []).some(t => t.name === 'cells'));
+  const cells = plot._fullData.find(t => t.name === 'cells');  // decoded arrays, unlike plot.data
+  const counts = {};
+  const ys = Array.from(cells.y), custom = Array.from(cells.customdata);
+  Array.from(cells.x).forEach((x, i) => { counts[ys[i] + ',' + x] = custom[i]; });
+  let target = [trueClass, predictedClass];
+  if (!counts[target.join(',')]) {  // that pair has no mistakes here: take the most common confusion
+    let best = -1;
+    for (const [key, count] of Object.entries(counts)) {
+      const [t, p] = key.split(',').map(Number);
+      if (t !== p && count > best) { best = count; target = [t, p]; }
+    }
+  }
+  const layout = plot._fullLayout, box = plot.getBoundingClientRect();
+  return {
+    x: box.left + layout.xaxis._offset + layout.xaxis.l2p(target[1]),
+    y: box.top + layout.yaxis._offset + layout.yaxis.l2p(target[0]),
+    trueClass: target[0], predictedClass: target[1], count: counts[target.join(',')],
+  };
+}"""
+
+
+def test_mistakes_click_a_confusion_cell_filters_the_gallery(page, app_server):
+    open_page(page, app_server, "mistakes")
+    page.get_by_text("Confusion matrix").wait_for(timeout=120_000)  # the first evaluation takes a moment
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".some(p => (p.data || []).some(t => t.name === 'cells'))"
+    )
+    wait_idle(page)
+    cell = page.evaluate(CELL_POSITION, [4, 9])
+    assert cell["count"] > 0
+    page.mouse.click(cell["x"], cell["y"])
+    label = f"{cell['trueClass']} → {cell['predictedClass']}"
+    page.wait_for_function(
+        "(count) => document.body.innerText.includes(count + ' mistakes, showing')", arg=cell["count"]
+    )
+    wait_idle(page)
+    labels = page.locator("[data-testid='stButton'] button").filter(has_text="·").all_inner_texts()
+    assert labels and all(text.startswith(label) for text in labels), labels
+    # Open one: its enlarged view and saliency map appear.
+    page.locator("[data-testid='stButton'] button").filter(has_text=label).first.click()
+    wait_idle(page)
+    assert page.get_by_text("saliency", exact=False).count() > 0
+    assert_no_errors(page)
