@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from mnist_core.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import normalize
+from mnist_core.preprocess import canvas_to_mnist
+from mnist_core.saliency import integrated_gradients
 
 
 @torch.inference_mode()
@@ -71,3 +75,68 @@ def load_model(spec: str | Path | None = None) -> tuple[nn.Module, TrainConfig]:
             # channels_last: the same logits, 1.5-2x faster convolutions on the CPU (oneDNN).
             _models[key] = (model.to(memory_format=torch.channels_last), config)
         return _models[key]
+
+
+# One drawing at a time: the Draw page and `predict`, which must answer within a few milliseconds.
+
+ModelChoice = nn.Module | str | Path | None
+
+
+def predict(image: np.ndarray, model: ModelChoice = None) -> np.ndarray | None:
+    """Ten class probabilities (float64, summing to 1) for the digit in `image`; None if it is empty.
+
+    `image`: H x W x 4 (RGBA), H x W x 3 (RGB) or H x W uint8 of any size, light ink on dark,
+    dark ink on light or ink only in the alpha channel (see `preprocess.canvas_to_mnist`).
+    `model`: None or "default" for the shipped model, a run folder or checkpoint path (loaded
+    once per file version), or an nn.Module that takes MNIST-normalised images.
+    """
+    pixels = canvas_to_mnist(image)
+    if pixels is None:
+        return None
+    network, dataset = resolve_model(model)
+    return probabilities(network, pixels, dataset)
+
+
+def resolve_model(model: ModelChoice = None) -> tuple[nn.Module, str]:
+    """(the network, the dataset whose normalisation it was trained with)."""
+    if isinstance(model, nn.Module):
+        return model, "mnist"
+    network, config = load_model(model)
+    return network, config.dataset
+
+
+@torch.inference_mode()
+def probabilities(model: nn.Module, pixels: np.ndarray, dataset: str = "mnist") -> np.ndarray:
+    """Ten class probabilities for one 28x28 image with 0..1 pixels (from `canvas_to_mnist`)."""
+    device = next(model.parameters()).device
+    batch = normalize(torch.as_tensor(pixels, dtype=torch.float32, device=device).unsqueeze(0), dataset)
+    # Loaded models are already in eval mode and shared between threads: only switch when needed.
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        with one_thread():
+            logits = model(batch)
+    finally:
+        if was_training:
+            model.train()
+    return torch.softmax(logits.double(), 1)[0].cpu().numpy()
+
+
+def saliency(model: nn.Module, pixels: np.ndarray, target: int | None = None, dataset: str = "mnist") -> np.ndarray:
+    """Integrated-gradients attribution [28, 28] (-1..1) of one 0..1 image, on one CPU thread."""
+    with one_thread():
+        return integrated_gradients(model, pixels, target=target, dataset=dataset)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread for a moment. A single small image gains nothing from a second
+    thread, and while training keeps both cores busy, waiting for one turns a 1 ms forward pass
+    into 60 ms. The setting belongs to the calling thread (OpenMP), so other sessions keep theirs."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,126 @@
+"""Draw: draw a digit (or upload a picture of one) and see the prediction after every stroke."""
+
+import contextlib
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from mnist_core.inference import probabilities, resolve_model, saliency
+from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
+from ui.mistakes_charts import INDIGO, MUTED, saliency_overlay, thumbnail
+from ui.shell import require_app_shell
+from ui.state import checkpoint_path, model_picker
+
+require_app_shell()
+
+CANVAS_SIDE = 280  # pixels: fits a phone screen and leaves room for a fingertip
+ROUND = "draw_canvas_round"  # bumped by Clear: a canvas with a new key starts empty
+
+
+def clear_canvas() -> None:
+    st.session_state[ROUND] = st.session_state.get(ROUND, 0) + 1
+
+
+def drawing_ui() -> np.ndarray | None:
+    """The canvas with a pen-width slider and a Clear button; returns its RGBA pixels."""
+    try:  # the canvas registers a Streamlit component on import, so import it only here
+        from streamlit_drawable_canvas import st_canvas
+    except Exception:  # noqa: BLE001 - the page still works through uploads
+        st.warning("The drawing canvas is not available here; upload a picture of a digit instead.")
+        return None
+    pen = st.slider("Pen width", 6, 40, 18, key="draw_pen", help="In canvas pixels; thin or thick both work.")
+    canvas = st_canvas(
+        stroke_width=pen,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        width=CANVAS_SIDE,
+        height=CANVAS_SIDE,
+        update_streamlit=True,
+        return_image_data=True,
+        key=f"draw_canvas_{st.session_state.get(ROUND, 0)}",
+    )
+    st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
+    return canvas.image_data
+
+
+def upload_ui() -> np.ndarray | None:
+    """A file uploader for one digit; returns its pixels, or None (with a message) if unusable."""
+    # No type= filter: read_image checks the content itself and explains what is wrong.
+    upload = st.file_uploader(
+        "A photo or scan of one digit (PNG or JPEG, up to 2 MB)",
+        key="draw_upload",
+        help="Any size, light or dark background, ink in any corner: it is cropped and centred like MNIST.",
+    )
+    if upload is None:
+        return None
+    try:
+        return read_image(upload.getvalue())
+    except ImageError as error:
+        st.error(str(error), icon=":material/broken_image:")
+        return None
+
+
+def probability_chart(chances: np.ndarray, predicted: int) -> go.Figure:
+    colors = [INDIGO if digit == predicted else MUTED for digit in range(10)]
+    figure = go.Figure(
+        go.Bar(x=list(range(10)), y=chances, marker_color=colors, hovertemplate="%{x}: %{y:.1%}<extra></extra>")
+    )
+    figure.update_layout(height=240, margin=dict(l=0, r=0, t=10, b=0), yaxis=dict(range=[0, 1], tickformat=".0%"))
+    figure.update_xaxes(tickmode="linear", title="digit")
+    return figure
+
+
+def prediction_ui(model, dataset: str, pixels: np.ndarray) -> None:
+    chances = probabilities(model, pixels, dataset)
+    digit = int(chances.argmax())
+    st.markdown(f"<div style='font-size:6rem;font-weight:700;line-height:1'>{digit}</div>", unsafe_allow_html=True)
+    unsure = "  ·  unsure: try drawing it bigger or clearer" if chances[digit] < 0.5 else ""
+    st.caption(f"{chances[digit]:.1%} sure{unsure}")
+    st.plotly_chart(probability_chart(chances, digit), key="draw_chart", config={"displayModeBar": False})
+    image = (pixels * 255).round().astype(np.uint8)  # drawn like the Mistakes page: dark ink on white
+    explain = st.toggle("Show which pixels drove the prediction", key="draw_saliency")
+    picture = saliency_overlay(image, saliency(model, pixels, digit, dataset)) if explain else thumbnail(image, 8)
+    caption = "Red pushed toward the prediction, blue away from it" if explain else "What the model sees: 28x28 pixels"
+    st.image(framed(picture), output_format="PNG", caption=caption)
+
+
+def framed(picture: np.ndarray) -> np.ndarray:
+    """A thin grey frame, so the edges of the 28x28 field show on the white page."""
+    return np.pad(picture, [(2, 2), (2, 2)] + [(0, 0)] * (picture.ndim - 2), constant_values=200)
+
+
+st.title("Draw")
+st.caption("Draw a digit with the mouse or a finger: it is cropped, scaled and centred like MNIST, then classified.")
+choice = model_picker(key="draw_model")
+if choice is None:
+    st.info(
+        "There is no model to draw for yet. Train one on the **Train** page (the *fast* preset takes "
+        "about a minute on a CPU), then come back here.",
+        icon=":material/model_training:",
+    )
+    with contextlib.suppress(StreamlitPageNotFoundError):  # no link when this page runs on its own (tests)
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+try:
+    model, dataset = resolve_model(checkpoint_path(choice))
+except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
+    st.error(f"This model could not be loaded: {error}")
+    st.stop()
+if dataset != "mnist":
+    st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
+    image = upload_ui() if source == "Upload" else drawing_ui()
+with right:
+    pixels = None if image is None else canvas_to_mnist(image)
+    if pixels is not None:
+        prediction_ui(model, dataset, pixels)
+    elif image is not None and source == "Upload":
+        st.warning("No digit found in this picture: it looks blank or has too little contrast.")
+    else:
+        hint = "Draw a digit on the canvas" if source == "Draw" else "Upload a picture of one digit"
+        st.info(f"{hint}: the prediction appears here.", icon=":material/draw:")
