@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,17 @@ def _process_alive(pid: int | None) -> bool:
     except PermissionError:  # it exists, it is just not ours
         return True
     return True
+
+
+_events_cache: dict[Path, tuple[int, list[Event]]] = {}
+_events_lock = threading.Lock()
+
+
+def _parse(line: bytes) -> Event | None:
+    try:
+        return from_dict(json.loads(line))
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None  # a damaged line is skipped, not fatal
 
 
 @dataclass(frozen=True)
@@ -86,17 +98,25 @@ class Run:
             file.write(json.dumps(to_dict(event)) + "\n")
 
     def events(self) -> list[Event]:
+        """Every event so far. Only lines appended since the last call are parsed (pages poll this)."""
+        path = self.path / "events.jsonl"
         try:
-            lines = (self.path / "events.jsonl").read_text().splitlines()
+            size = path.stat().st_size
         except FileNotFoundError:
             return []
-        events = []
-        for line in lines:
-            try:
-                events.append(from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line still being written
-        return events
+        with _events_lock:
+            offset, events = _events_cache.get(path, (0, []))
+            if size < offset:  # the file was replaced: start over
+                offset, events = 0, []
+            if size > offset:
+                with open(path, "rb") as file:
+                    file.seek(offset)
+                    chunk = file.read(size - offset)
+                whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
+                events = events + [_parse(line) for line in whole.splitlines()]
+                events = [event for event in events if event is not None]
+                _events_cache[path] = (offset + len(whole), events)
+            return list(events)
 
     def request_stop(self) -> None:
         (self.path / "STOP").touch()

@@ -75,7 +75,8 @@ def probability_chart(chances: np.ndarray, predicted: int) -> go.Figure:
 def prediction_ui(model, dataset: str, pixels: np.ndarray) -> None:
     chances = probabilities(model, pixels, dataset)
     digit = int(chances.argmax())
-    st.markdown(f"<div style='font-size:6rem;font-weight:700;line-height:1'>{digit}</div>", unsafe_allow_html=True)
+    st.markdown(f"<div class='predicted-digit' style='font-size:6rem;font-weight:700;line-height:1'>{digit}</div>",
+                unsafe_allow_html=True)
     unsure = "  ·  unsure: try drawing it bigger or clearer" if chances[digit] < 0.5 else ""
     st.caption(f"{chances[digit]:.1%} sure{unsure}")
     st.plotly_chart(probability_chart(chances, digit), key="draw_chart", config={"displayModeBar": False})

@@ -29,6 +29,10 @@ def test_events_round_trip_and_a_torn_last_line_is_skipped(runs_dir):
     with open(run.path / "events.jsonl", "a") as file:
         file.write('{"type": "Progress", "epo')  # a writer caught mid-line
     assert run.events() == written
+    with open(run.path / "events.jsonl", "a") as file:  # the writer finishes its line
+        file.write('ch": 2, "step": 1, "steps_per_epoch": 10, "loss": 0.2, "images_per_second": 9.0, "elapsed": 3.0}\n')
+    run.append_event(EpochEnd(2, 0.2, 0.2, 95.0, 2.0))
+    assert run.events() == [*written, Progress(2, 1, 10, 0.2, 9.0, 3.0), EpochEnd(2, 0.2, 0.2, 95.0, 2.0)]
 
 
 def test_a_run_whose_process_died_is_marked_interrupted(runs_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
 from mnist_core.events import EpochEnd, Event, Progress
@@ -9,19 +10,31 @@ from mnist_core.events import EpochEnd, Event, Progress
 PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777"]
 
 
-def smooth(values: list[float], weight: float = 0.85) -> list[float]:
+def smooth(values, weight: float = 0.85) -> np.ndarray:
     """Exponential moving average, debiased at the start (as TensorBoard does)."""
-    smoothed, average = [], 0.0
+    smoothed, average = np.empty(len(values)), 0.0
     for count, value in enumerate(values, start=1):
         average = weight * average + (1 - weight) * value
-        smoothed.append(average / (1 - weight**count))
+        smoothed[count - 1] = average / (1 - weight**count)
     return smoothed
 
 
-def loss_points(events: list[Event]) -> tuple[list[float], list[float]]:
-    """(x in fractional epochs, training loss) of every Progress event."""
+MAX_POINTS = 600  # per line: more is invisible on screen and slows every live redraw
+
+
+def loss_points(events: list[Event]) -> tuple[np.ndarray, np.ndarray]:
+    """(x in fractional epochs, training loss) of every Progress event, thinned to MAX_POINTS.
+
+    numpy arrays, not lists: Plotly validates and serialises them many times faster.
+    """
     progress = [e for e in events if isinstance(e, Progress)]
-    return [e.epoch - 1 + e.step / e.steps_per_epoch for e in progress], [e.loss for e in progress]
+    x = np.array([e.epoch - 1 + e.step / e.steps_per_epoch for e in progress])
+    loss = np.array([e.loss for e in progress])
+    if len(x) > MAX_POINTS:  # average neighbours rather than skip them, so spikes still count
+        groups = np.array_split(np.arange(len(x)), MAX_POINTS)
+        x = np.array([x[g[-1]] for g in groups])
+        loss = np.array([loss[g].mean() for g in groups])
+    return x, loss
 
 
 def _layout(figure: go.Figure, title: str, y_title: str, epochs: int | None) -> go.Figure:

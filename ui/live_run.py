@@ -17,7 +17,7 @@ from ui.charts import training_loss_figure, validation_figure
 from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.75  # "at least once a second", without redrawing more often than people can see
 
 
 def watch(run: Run) -> None:

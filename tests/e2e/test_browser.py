@@ -15,7 +15,7 @@ def loss_points(tab) -> int:
     """How many points the live training-loss chart shows (its first trace)."""
     return tab.evaluate(
         "() => { const plot = document.querySelector('.js-plotly-plot');"
-        " return plot && plot.data && plot.data[0] ? plot.data[0].x.length : 0; }"
+        " return plot && plot._fullData && plot._fullData[0] ? plot._fullData[0].x.length : 0; }"
     )
 
 
@@ -56,7 +56,7 @@ def test_train_a_short_run_and_watch_it_live(page, app_server):
     history = page.locator("[data-testid='stDataFrame']")
     history.wait_for()
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"stDataFrame\"]').innerText.includes('finished')"
+        "() => document.querySelector('[data-testid=\"stDataFrame\"]').textContent.includes('finished')"
     )
 
 
@@ -106,4 +106,42 @@ def test_mistakes_click_a_confusion_cell_filters_the_gallery(page, app_server):
     page.locator("[data-testid='stButton'] button").filter(has_text=label).first.click()
     wait_idle(page)
     assert page.get_by_text("saliency", exact=False).count() > 0
+    assert_no_errors(page)
+
+
+def draw_stroke(tab, points: list[tuple[float, float]]) -> None:
+    """One mouse stroke through `points`, given as fractions of the canvas's width and height."""
+    canvas = tab.locator("canvas.upper-canvas").first
+    box = canvas.bounding_box()
+    x, y = [box["x"] + fx * box["width"] for fx, _ in points], [box["y"] + fy * box["height"] for _, fy in points]
+    tab.mouse.move(x[0], y[0])
+    tab.mouse.down()
+    for px, py in zip(x[1:], y[1:]):
+        tab.mouse.move(px, py, steps=3)
+    tab.mouse.up()
+
+
+def predicted_digit(tab, timeout_ms: int = 30_000) -> str:
+    digit = tab.locator(".predicted-digit")
+    digit.wait_for(timeout=timeout_ms)
+    wait_idle(tab)
+    return digit.inner_text().strip()
+
+
+def test_draw_a_one_and_a_zero_and_clear(page, app_server):
+    import math
+
+    open_page(page, app_server, "draw")
+    page.locator("canvas.upper-canvas").first.wait_for()
+    draw_stroke(page, [(0.5, 0.15 + 0.07 * i) for i in range(11)])  # a vertical bar: 1
+    assert predicted_digit(page) == "1"
+
+    page.get_by_role("button", name="Clear").click()
+    page.locator(".predicted-digit").wait_for(state="detached")
+    assert page.get_by_text("the prediction appears here").count() == 1
+
+    oval = [(0.5 + 0.22 * math.sin(a / 20 * 2 * math.pi), 0.5 - 0.32 * math.cos(a / 20 * 2 * math.pi)) for a in range(21)]
+    page.locator("canvas.upper-canvas").first.wait_for()
+    draw_stroke(page, oval)
+    assert predicted_digit(page) == "0"
     assert_no_errors(page)
