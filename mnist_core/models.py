@@ -74,6 +74,9 @@ class ModelSpec:
     name: str
     description: str
     build: Callable[[], nn.Module]
+    # channels_last speeds wide convolutions up to 1.7x (oneDNN, cuDNN) but slows the seed
+    # model's 1-, 3- and 6-channel ones a little on the CPU.
+    channels_last: bool = True
 
     @property
     def parameters(self) -> int:
@@ -83,7 +86,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("seed", "The case study's ConvNet: 2 tiny sigmoid convolutions + 1 linear layer", SeedConvNet),
+        ModelSpec("seed", "The case study's ConvNet: 2 tiny sigmoid convolutions + 1 linear layer", SeedConvNet,
+                  channels_last=False),
         ModelSpec("fast", "Two conv+pool stages and a small dense head: ~99 % in one epoch", fast_net),
         ModelSpec("modern", "Batch-normalised 3-stage CNN: >= 99.5 % with augmentation and a schedule", modern_net),
     )
