@@ -7,8 +7,6 @@ same run because everything comes from the run folder.
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from mnist_core.events import EpochEnd, Finished, Progress, Started
@@ -126,8 +124,8 @@ def _summary(run: Run, state: str, status: dict, events: list) -> None:
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds:02d} s" if minutes < 60 else time.strftime("%H:%M:%S", time.gmtime(seconds + 60 * minutes))
+    minutes, seconds = divmod(max(0, round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
