@@ -16,7 +16,7 @@ from ui.state import checkpoint_path, model_picker
 require_app_shell()
 
 CANVAS_SIDE = 280  # pixels: fits a phone screen and leaves room for a fingertip
-ROUND = "draw_canvas_round"  # bumped by Clear: a canvas with a new key starts empty
+ROUND = "draw_canvas_round"  # bumped by Clear; the canvas redraws itself empty when it changes
 
 
 def clear_canvas() -> None:
@@ -39,7 +39,10 @@ def drawing_ui() -> np.ndarray | None:
         height=CANVAS_SIDE,
         update_streamlit=True,
         return_image_data=True,
-        key=f"draw_canvas_{st.session_state.get(ROUND, 0)}",
+        # Clear empties the same canvas through a new (empty) initial drawing. A new key would
+        # mount a new canvas instead, and a stroke made while it starts up would be lost.
+        initial_drawing={"objects": [], "clears": st.session_state[ROUND]} if st.session_state.get(ROUND) else None,
+        key="draw_canvas",
     )
     st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
     return canvas.image_data
