@@ -40,11 +40,11 @@ def loss_points(events: list[Event]) -> tuple[np.ndarray, np.ndarray]:
 def _layout(figure: go.Figure, title: str, y_title: str, epochs: int | None) -> go.Figure:
     figure.update_layout(
         title=dict(text=title, font=dict(size=15)),
-        height=300,
+        height=320,
         margin=dict(l=10, r=10, t=40, b=10),
         xaxis_title="epoch",
         yaxis_title=y_title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        legend=dict(orientation="h", yanchor="top", y=-0.28, xanchor="left", x=0),  # below: titles stay readable
         uirevision="keep",  # keep zoom and hidden traces while new points arrive
         hovermode="x unified",
     )
@@ -75,7 +75,7 @@ def validation_figure(events: list[Event], epochs: int | None = None) -> go.Figu
         figure.add_annotation(text="Appears after the first epoch", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper", font=dict(color="#888", size=14))
         figure.update_yaxes(showticklabels=False)
-    return _layout(figure, "Validation (10,000 images), after each epoch", "accuracy %", epochs)
+    return _layout(figure, "Validation after each epoch (10,000 images)", "accuracy %", epochs)
 
 
 def compare_figures(runs: dict[str, list[Event]]) -> tuple[go.Figure, go.Figure]:

@@ -14,8 +14,6 @@ from ui.live_run import watch
 from ui.state import runner
 from ui.train_form import load_into_form
 
-STATE_ICONS = {"queued": "⏳", "running": "▶️", "finished": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
-
 
 @st.cache_data(show_spinner=False, max_entries=500)
 def _ended_summary(run_path: str, updated_at: float) -> RunSummary:
@@ -36,7 +34,7 @@ def _row(summary: RunSummary) -> dict:
     if state == "queued" and (position := runner().queue_position(Run(runner().runs_dir / summary.id))):
         state = f"queued (#{position})"
     return {
-        "status": f"{STATE_ICONS.get(summary.state, '')} {state}",
+        "status": state,
         "model": config.model,
         "epochs": f"{summary.epochs_done}/{config.epochs}",
         "batch": config.batch_size,

@@ -105,7 +105,7 @@ def _summary(run: Run, state: str, status: dict, events: list) -> None:
         columns[0].metric("Test accuracy", f"{finished.test_accuracy:.2f} %")
         columns[1].metric("Training time", _duration(finished.train_seconds))
         columns[2].metric("Device", status.get("device", "?"))
-        columns[3].metric("Throughput", f"{finished.images_per_second:,.0f} img/s")
+        columns[3].metric("Images per second", f"{finished.images_per_second:,.0f}")
     elif state == "failed":
         st.error(f"This run failed: {status.get('message') or 'no reason was recorded'}", icon=":material/error:")
     else:
