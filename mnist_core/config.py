@@ -148,7 +148,7 @@ PRESETS: dict[str, Preset] = {
         Preset("case-study", "Exactly the case study: seed ConvNet, Adam lr 0.01, batch 64, 5 epochs", TrainConfig()),
         Preset(
             "fast",
-            "About 99 % in one epoch, seconds on a CPU",
+            "About 98.9 % after one epoch (about 8 s on a 2-core CPU)",
             TrainConfig(model="fast", epochs=1, batch_size=256, lr=0.01, schedule="onecycle"),
         ),
         Preset(
