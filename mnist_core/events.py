@@ -22,6 +22,11 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Compiled:
+    seconds: float  # torch.compile's warm-up, done before training and not in its time
+
+
+@dataclass(frozen=True)
 class Progress:
     epoch: int  # 1-based
     step: int  # 1-based, within the epoch
@@ -46,6 +51,7 @@ class Finished:
     train_seconds: float  # wall seconds inside training steps, without loading or evaluation
     images_per_second: float
     epochs: int
+    compile_seconds: float = 0.0  # 0 unless the config asked for torch.compile
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,10 @@ class Cancelled:
     epochs_completed: int
 
 
-Event = Union[Started, Progress, EpochEnd, Finished, Failed, Cancelled]
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Started, Progress, EpochEnd, Finished, Failed, Cancelled)}
+Event = Union[Started, Compiled, Progress, EpochEnd, Finished, Failed, Cancelled]
+EVENT_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Started, Compiled, Progress, EpochEnd, Finished, Failed, Cancelled)
+}
 
 
 def to_dict(event: Event) -> dict[str, Any]:

@@ -88,3 +88,14 @@ def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir
     assert summary["status"] == "cancelled" and summary["epochs"] >= 1
     assert os.path.exists(os.path.join(summary["run_dir"], "checkpoint.pt"))
     assert "Traceback" not in stderr
+
+
+
+def test_preset_values_are_kept_unless_an_option_overrides_them():
+    from mnist_core.__main__ import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--preset", "fast", "--compile", "--lr", "0.002"])
+    config = _config_from_args(args)
+    assert config.compile_model and config.lr == 0.002
+    assert config.model == "fast" and config.adam_betas == (0.7, 0.9) and config.label_smoothing == 0.2
+    assert not _config_from_args(build_parser().parse_args(["train"])).compile_model

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.events import EpochEnd, Finished, Progress, Started
+from mnist_core.events import Compiled, EpochEnd, Finished, Progress, Started
 from mnist_core.runs import ACTIVE_STATES, Run, list_runs, mark_if_interrupted
 from ui.charts import training_loss_figure, validation_figure
 from ui.state import runner, select_model
@@ -83,7 +83,10 @@ def _status_line(run: Run, status: dict, config, events: list) -> None:
         return
     progress = [e for e in events if isinstance(e, Progress)]
     if state == "running" and not progress:
-        st.progress(0.0, text="Loading data and building the model…")
+        compiling = (config.compile_model and any(isinstance(e, Started) for e in events)
+                     and not any(isinstance(e, Compiled) for e in events))
+        st.progress(0.0, text="Compiling the model with torch.compile (a minute or more on a CPU)…" if compiling
+                    else "Loading data and building the model…")
         return
     if state != "running":
         return
@@ -106,6 +109,8 @@ def _summary(run: Run, state: str, status: dict, events: list) -> None:
         columns[1].metric("Training time", _duration(finished.train_seconds))
         columns[2].metric("Device", status.get("device", "?"))
         columns[3].metric("Images per second", f"{finished.images_per_second:,.0f}")
+        if finished.compile_seconds:
+            st.caption(f"Compiling the model took {_duration(finished.compile_seconds)} more, before training.")
     elif state == "failed":
         st.error(f"This run failed: {status.get('message') or 'no reason was recorded'}", icon=":material/error:")
     else:

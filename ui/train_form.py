@@ -11,7 +11,7 @@ CUSTOM = "custom"
 LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
 DEVICE_LABELS = {"auto": "auto (GPU if there is one)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 FIELDS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "device",
-          "weight_decay", "label_smoothing", "augment", "train_subset")
+          "weight_decay", "label_smoothing", "augment", "train_subset", "compile_model")
 
 
 @st.cache_data(show_spinner=False)
@@ -82,6 +82,9 @@ def hyperparameters_ui(max_epochs: int | None = None) -> tuple[TrainConfig, dict
         slots["label_smoothing"] = _problem_slot()
         st.number_input("Train on the first N images only (0 = all 60,000)", step=1000, key="form_train_subset")
         slots["train_subset"] = _problem_slot()
+        st.checkbox("Compile the model first (torch.compile)", key="form_compile_model",
+                    help="Faster steps on a GPU after a compile of a minute or so; on a CPU it rarely pays off. "
+                         "The compile time is shown apart from the training time.")
 
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
     config = TrainConfig(**st.session_state.get("form_other", {}), **values)
