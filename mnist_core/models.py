@@ -63,7 +63,7 @@ def fast_net() -> nn.Module:
 
 
 def modern_net() -> nn.Module:
-    """Batch-normalised 3-stage CNN with dropout; >= 99.5 % with augmentation and a one-cycle schedule."""
+    """Batch-normalised 3-stage CNN with dropout; 99.6 % with augmentation and a one-cycle schedule over 30 epochs."""
     return nn.Sequential(
         *_conv_block(1, 32),  # 28 -> 14
         *_conv_block(32, 64),  # 14 -> 7
@@ -94,7 +94,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("seed", "The case study's ConvNet: 2 tiny sigmoid convolutions + 1 linear layer", SeedConvNet,
                   channels_last=False),
         ModelSpec("fast", "LeNet-sized, 8 and 32 filters: 99 % after one epoch of the fast preset", fast_net),
-        ModelSpec("modern", "Batch-normalised 3-stage CNN: >= 99.5 % with augmentation and a schedule", modern_net),
+        ModelSpec("modern", "Batch-normalised 3-stage CNN: 99.6 % with augmentation and 30 epochs", modern_net),
     )
 }
 
