@@ -112,3 +112,17 @@ def test_hosted_mode_caps_epochs_and_allows_one_job_per_visitor(app_env, monkeyp
     assert any("one job per visitor" in info.value for info in at.info)
     for run in list_runs(app_env):
         run.request_stop()
+
+
+def test_a_compiled_run_shows_its_compile_time_apart_and_the_form_can_ask_for_one(app_env):
+    done = create_run(TrainConfig(model="fast", epochs=1, compile_model=True), app_env)
+    done.append_event(EpochEnd(1, 0.3, 0.2, 98.5, 3.0))
+    done.append_event(Finished(98.5, 3.0, 20000.0, 1, compile_seconds=42.0))
+    done.update_status(state="finished", device="CPU")
+    at = train_page()
+    assert not at.exception
+    assert next(metric for metric in at.metric if metric.label == "Training time").value == "3 s"
+    assert any("Compiling the model took 42 s more" in caption.value for caption in at.caption)
+    assert at.checkbox(key="form_compile_model").value is False  # the case-study preset does not compile
+    at.checkbox(key="form_compile_model").check().run()
+    assert not at.exception and not at.error
