@@ -151,7 +151,7 @@ PRESETS: dict[str, Preset] = {
         Preset("case-study", "Exactly the case study: seed ConvNet, Adam lr 0.01, batch 64, 5 epochs", TrainConfig()),
         Preset(
             "fast",
-            "99 % after one epoch: about 4-5 s on a 2-core CPU",
+            "99 % after one epoch: 3-4 s of training on a 2-core CPU",
             # Adam's faster-reacting betas and a one-cycle schedule suit a single epoch; strong
             # label smoothing added 0.1-0.2 points to every seed we tried at no cost in time.
             TrainConfig(model="fast", epochs=1, batch_size=256, lr=0.015, schedule="onecycle",

@@ -87,6 +87,12 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     memory_format = torch.channels_last if wide_convolutions else torch.contiguous_format
     model = build_model(config.model).to(device, memory_format=memory_format)
     result.model = model
+    prepare_start = time.perf_counter()
+    prepare = MODELS[config.model].prepare
+    if prepare:
+        prepare(model, normalize(batches.images[:512], config.dataset))
+    # Setting weights from the data is part of training: its time counts (milliseconds).
+    prepare_seconds = time.perf_counter() - prepare_start
     optimizer = _make_optimizer(config, model)
     scheduler = _make_scheduler(config, optimizer, config.epochs * len(batches))
     autocast, scaler = _mixed_precision(device)
@@ -103,7 +109,7 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
         train_model, compile_seconds = _compile(model, batches, loss_function, autocast, memory_format)
         on_event(Compiled(compile_seconds))
 
-    train_seconds = 0.0
+    train_seconds = prepare_seconds
     images_seen = 0
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -202,10 +208,11 @@ def _validate(model, images, labels, device, dataset) -> tuple[float, float]:
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params, lr, decay = model.parameters(), config.lr, config.weight_decay
+    params = [parameter for parameter in model.parameters() if parameter.requires_grad]  # fixed layers stay out
+    lr, decay = config.lr, config.weight_decay
     # The fused kernels update every parameter in one pass: fewer passes over memory per step,
     # which is what a small model's step is made of (CPU and CUDA; MPS keeps the default).
-    fused = True if next(model.parameters()).device.type in ("cpu", "cuda") else None
+    fused = True if params[0].device.type in ("cpu", "cuda") else None
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=config.adam_betas, weight_decay=decay, fused=fused)
     if config.optimizer == "adamw":

@@ -40,3 +40,20 @@ def test_unknown_model_is_a_clear_error():
         assert "seed" in str(error)
     else:
         raise AssertionError("expected KeyError")
+
+
+def test_whitening_filters_decorrelate_the_patches_of_the_images_they_come_from(tiny_data_dir):
+    from mnist_core.data import load_split, normalize
+    from mnist_core.models import set_whitening_filters
+
+    images = normalize(load_split("mnist", True, tiny_data_dir)[0])
+    model = build_model("fast")
+    set_whitening_filters(model, images)
+    first = model[0]
+    responses = first(images).transpose(0, 1).reshape(16, -1)  # 8 directions, then the same 8 negated
+    torch.testing.assert_close(responses[8:], -responses[:8])
+    covariance = responses[:8] @ responses[:8].T / responses.shape[1]
+    off_diagonal = covariance - torch.diag(torch.diag(covariance))
+    assert off_diagonal.abs().max() < 0.05 * torch.diag(covariance).min()  # decorrelated
+    assert (torch.diag(covariance) > 0.5).all() and (torch.diag(covariance) <= 1.0).all()  # about unit variance
+    assert not any(parameter.requires_grad for parameter in first.parameters())
