@@ -66,16 +66,24 @@ def validation_figure(events: list[Event], epochs: int | None = None) -> go.Figu
     ends = [e for e in events if isinstance(e, EpochEnd)]
     x = [e.epoch for e in ends]
     figure = go.Figure()
-    figure.add_scatter(x=x, y=[e.val_accuracy for e in ends], mode="lines+markers", name="accuracy %",
-                       line=dict(color=PALETTE[2], width=2.5))
+    # The latest accuracy is written beside its point: a one-epoch run has nothing else to read.
+    labels = [""] * (len(ends) - 1) + [f"{ends[-1].val_accuracy:.2f} %"] if ends else []
+    figure.add_scatter(x=x, y=[e.val_accuracy for e in ends], mode="lines+markers+text", name="accuracy %",
+                       text=labels, textposition="bottom left", line=dict(color=PALETTE[2], width=2.5))
     figure.add_scatter(x=x, y=[e.val_loss for e in ends], mode="lines+markers", name="loss", yaxis="y2",
                        line=dict(color=PALETTE[1], width=2, dash="dot"))
-    figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False))
+    # Loss from zero, with headroom: with one point, autoscaling would centre it on the accuracy
+    # point and invent negative losses.
+    top = max((e.val_loss for e in ends), default=1.0) * 1.2
+    figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, range=[0, top]))
     if not ends:
         figure.add_annotation(text="Appears after the first epoch", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper", font=dict(color="#888", size=14))
         figure.update_yaxes(showticklabels=False)
-    return _layout(figure, "Validation after each epoch (10,000 images)", "accuracy %", epochs)
+    figure = _layout(figure, "Validation after each epoch (10,000 images)", "accuracy %", epochs)
+    last = epochs or len(ends) or 1
+    # Whole epochs only, and a little room right of the last one so its markers are not cut.
+    return figure.update_xaxes(dtick=max(1, round(last / 8)), range=[0, last + 0.02 * last + 0.1])
 
 
 def compare_figures(runs: dict[str, list[Event]]) -> tuple[go.Figure, go.Figure]:

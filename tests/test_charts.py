@@ -1,0 +1,20 @@
+"""The Train page's curves: what a one-epoch run (the fast preset) shows."""
+
+from mnist_core.events import EpochEnd
+from ui.charts import validation_figure
+
+
+def test_one_epoch_run_writes_its_accuracy_and_keeps_the_loss_axis_honest():
+    figure = validation_figure([EpochEnd(1, 0.9, 0.28, 98.97, 3.7)], epochs=1)
+    accuracy, loss = figure.data
+    assert list(accuracy.text) == ["98.97 %"] and list(loss.y) == [0.28]
+    assert figure.layout.yaxis2.range[0] == 0 < 0.28 < figure.layout.yaxis2.range[1]  # no negative losses
+    assert figure.layout.xaxis.range[1] > 1  # the point is not cut by the right edge
+    assert figure.layout.xaxis.dtick == 1  # whole epochs, not 0.5
+
+
+def test_only_the_latest_accuracy_is_labelled():
+    ends = [EpochEnd(epoch, 0.5, 0.1, 97 + epoch / 20, 1.0) for epoch in range(1, 31)]
+    figure = validation_figure(ends, epochs=30)
+    assert list(figure.data[0].text) == [""] * 29 + ["98.50 %"]
+    assert figure.layout.xaxis.dtick == 4
