@@ -25,9 +25,12 @@ def runner() -> JobRunner:
 
 
 def usable_runs() -> list[Run]:
-    """Runs with a checkpoint that finished, or stopped after at least one epoch, newest first."""
+    """Runs that are over and have a checkpoint, newest first.
+
+    A run that stopped or failed after some epochs still offers its last completed epoch: the
+    checkpoint is written only after an epoch ended and validated, so its weights are sound."""
     return [
-        run for run in list_runs() if run.status().get("state") in ("finished", "cancelled", "interrupted")
+        run for run in list_runs() if run.status().get("state") in ("finished", "cancelled", "interrupted", "failed")
         and run.has_checkpoint()
     ]
 
