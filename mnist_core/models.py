@@ -77,7 +77,7 @@ def set_whitening_filters(model: nn.Module, images: torch.Tensor, max_images: in
     conv = model[0]
     channels, size = conv.out_channels, conv.kernel_size[0]
     patches = F.unfold(images[:max_images].float(), size).transpose(1, 2).reshape(-1, size * size)
-    covariance = (patches.T @ patches / len(patches)).double().cpu()
+    covariance = (patches.T @ patches / len(patches)).cpu().double()  # eigh in float64 (MPS has none)
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
     eigenvalues, eigenvectors = eigenvalues.flip(0)[: channels // 2], eigenvectors.flip(1)[:, : channels // 2]
     filters = eigenvectors.T / (eigenvalues.clamp(min=0).sqrt()[:, None] + 1e-2)
