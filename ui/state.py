@@ -12,7 +12,7 @@ import streamlit as st
 
 from mnist_core.inference import DEFAULT_MODEL_PATH
 from mnist_core.jobs import JobRunner
-from mnist_core.runs import Run, default_runs_dir, list_runs
+from mnist_core.runs import ENDED_STATES, Run, default_runs_dir, list_runs
 
 SELECTED_MODEL = "selected_model"
 DEFAULT = "default"
@@ -30,8 +30,7 @@ def usable_runs() -> list[Run]:
     A run that stopped or failed after some epochs still offers its last completed epoch: the
     checkpoint is written only after an epoch ended and validated, so its weights are sound."""
     return [
-        run for run in list_runs() if run.status().get("state") in ("finished", "cancelled", "interrupted", "failed")
-        and run.has_checkpoint()
+        run for run in list_runs() if run.status().get("state") in ENDED_STATES and run.has_checkpoint()
     ]
 
 
