@@ -142,16 +142,21 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def resident_kib(pid: int) -> int | None:
-    """VmRSS in KiB from /proc/<pid>/status (cheap), or None if the process is gone."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """The KiB figure on the line starting with `key` in a /proc file, or None if the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as file:
+        with open(path) as file:
             for line in file:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except (OSError, ValueError):
         return None
     return None
+
+
+def resident_kib(pid: int) -> int | None:
+    """VmRSS in KiB from /proc/<pid>/status (cheap), or None if the process is gone."""
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def proportional_kib(pid: int) -> int | None:
@@ -159,14 +164,7 @@ def proportional_kib(pid: int) -> int | None:
 
     The kernel walks the whole address space for this: about 20 ms of CPU for a process that
     has imported torch, so it is sampled less often than VmRSS."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as file:
-            for line in file:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def process_kind(pid: int, server_pid: int) -> str:
