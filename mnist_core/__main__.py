@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="learning rate")
     train.add_argument("--optimizer", choices=OPTIMIZERS)
     train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --schedule onecycle: also swing Adam's beta1 / SGD's momentum (default: yes)")
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("--label-smoothing", type=float)
@@ -82,6 +84,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             "lr",
             "optimizer",
             "schedule",
+            "cycle_momentum",
             "weight_decay",
             "augment",
             "label_smoothing",

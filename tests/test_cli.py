@@ -97,5 +97,7 @@ def test_preset_values_are_kept_unless_an_option_overrides_them():
     args = build_parser().parse_args(["train", "--preset", "fast", "--compile", "--lr", "0.002"])
     config = _config_from_args(args)
     assert config.compile_model and config.lr == 0.002
-    assert config.model == "fast" and config.adam_betas == (0.7, 0.9) and config.label_smoothing == 0.2
+    assert config.model == "fast" and config.adam_betas == (0.8, 0.9) and config.label_smoothing == 0.2
+    assert not config.cycle_momentum
+    assert _config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--cycle-momentum"])).cycle_momentum
     assert not _config_from_args(build_parser().parse_args(["train"])).compile_model

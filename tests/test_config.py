@@ -35,6 +35,7 @@ def test_defaults_are_the_case_study():
         ({"train_subset": -5}, "train_subset"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"adam_betas": (0.9, 1.5)}, "adam_betas"),
+        ({"cycle_momentum": "no"}, "cycle_momentum"),
     ],
 )
 def test_invalid_values_name_the_field(changes, field):

@@ -50,9 +50,8 @@ def test_whitening_filters_decorrelate_the_patches_of_the_images_they_come_from(
     model = build_model("fast")
     set_whitening_filters(model, images)
     first = model[0]
-    responses = first(images).transpose(0, 1).reshape(16, -1)  # 8 directions, then the same 8 negated
-    torch.testing.assert_close(responses[8:], -responses[:8])
-    covariance = responses[:8] @ responses[:8].T / responses.shape[1]
+    responses = first(images).transpose(0, 1).reshape(8, -1)  # 8 directions
+    covariance = responses @ responses.T / responses.shape[1]
     off_diagonal = covariance - torch.diag(torch.diag(covariance))
     assert off_diagonal.abs().max() < 0.05 * torch.diag(covariance).min()  # decorrelated
     assert (torch.diag(covariance) > 0.5).all() and (torch.diag(covariance) <= 1.0).all()  # about unit variance

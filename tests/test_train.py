@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from mnist_core.config import TrainConfig
@@ -105,3 +106,24 @@ def test_the_fast_models_first_layer_comes_from_the_data_and_is_not_trained(tiny
     torch.testing.assert_close(result.model[0].weight.contiguous(), expected[0].weight)
     assert torch.count_nonzero(result.model[0].bias) == 0
     assert result.model[3].weight.grad is not None  # the layers after it did train
+
+
+def test_one_cycle_swings_beta1_unless_told_to_keep_the_configured_one():
+    from mnist_core.models import build_model
+    from mnist_core.train import _make_optimizer, _make_scheduler
+
+    def beta1_over_ten_steps(config):
+        optimizer = _make_optimizer(config, build_model(config.model))
+        scheduler = _make_scheduler(config, optimizer, total_steps=10)
+        seen = []
+        for _ in range(10):
+            seen.append(optimizer.param_groups[0]["betas"][0])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    swung = beta1_over_ten_steps(TINY.replace(schedule="onecycle", adam_betas=(0.8, 0.9)))
+    assert max(swung) == pytest.approx(0.95) and min(swung) < 0.9  # PyTorch's 0.95 -> 0.85 -> 0.95
+    kept = beta1_over_ten_steps(TINY.replace(schedule="onecycle", adam_betas=(0.8, 0.9), cycle_momentum=False))
+    assert kept == [0.8] * 10
+
