@@ -28,7 +28,10 @@ from mnist_core.config import PRESETS, TrainConfig  # noqa: E402
 from mnist_core.device import device_label, resolve_device  # noqa: E402
 from mnist_core.train import fit  # noqa: E402
 
-TARGETS = {"fast": (99.0, 3.0), "best": (99.6, None)}  # (accuracy %, CPU seconds)
+TARGETS = {"fast": (99.0, 3.0, 0.3), "best": (99.6, None, None)}  # (accuracy %, 2-core CPU s, H100 s)
+# The recipe's training time on this 2-core CPU machine when the targets were set (issue 7).
+# The same machine has since measured 6-15 s for it: its speed varies with the host's load.
+RECIPE_ANCHOR_CPU_SECONDS = 4.7
 RECIPE = TrainConfig(model="recipe", epochs=1, batch_size=256, lr=0.01, schedule="onecycle", adam_betas=(0.7, 0.9))
 
 
@@ -85,13 +88,18 @@ def main() -> None:
         fast_mean = statistics.mean(r[1] for r in results["fast"])
         recipe_mean = statistics.mean(r[1] for r in results["recipe"])
         print(f"fast trains {recipe_mean / fast_mean:.2f}x as fast as the recipe, measured side by side")
+        if device.type == "cpu":
+            print(f"the recipe took {recipe_mean:.2f} s here against its anchor of {RECIPE_ANCHOR_CPU_SECONDS} s: "
+                  f"this machine ran {recipe_mean / RECIPE_ANCHOR_CPU_SECONDS:.2f}x as slow as when the target was set")
     if args.what in TARGETS:
-        accuracy_target, seconds_target = TARGETS[args.what]
+        accuracy_target, cpu_target, gpu_target = TARGETS[args.what]
         accuracy_met = min(r[0] for r in results[args.what]) >= accuracy_target
         line = f"target: >= {accuracy_target} % every seed: {'met' if accuracy_met else 'NOT met'}"
-        if seconds_target and device.type == "cpu":
+        seconds_target = {"cpu": cpu_target, "cuda": gpu_target}.get(device.type)
+        if seconds_target:
             seconds_met = max(r[1] for r in results[args.what]) <= seconds_target
-            line += f"; <= {seconds_target:g} s every seed on the CPU: {'met' if seconds_met else 'NOT met'}"
+            where = "on the CPU" if device.type == "cpu" else "on the GPU (the target is for an H100)"
+            line += f"; <= {seconds_target:g} s every seed {where}: {'met' if seconds_met else 'NOT met'}"
         print(line)
 
 
