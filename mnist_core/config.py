@@ -156,7 +156,7 @@ PRESETS: dict[str, Preset] = {
         Preset("case-study", "Exactly the case study: seed ConvNet, Adam lr 0.01, batch 64, 5 epochs", TrainConfig()),
         Preset(
             "fast",
-            "99 % after one epoch: 2-3 s of training on a 2-core CPU",
+            "99 % after one epoch: 2-3 s of training on 2 otherwise idle CPU cores",
             # A one-cycle schedule suits a single epoch. Adam's beta1 held at 0.8 (rather than
             # swung 0.95 -> 0.85 -> 0.95 with the schedule) and strong label smoothing each
             # added about 0.05-0.1 points over 5-15 seeds, at no cost in time.
