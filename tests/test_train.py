@@ -126,4 +126,3 @@ def test_one_cycle_swings_beta1_unless_told_to_keep_the_configured_one():
     assert max(swung) == pytest.approx(0.95) and min(swung) < 0.9  # PyTorch's 0.95 -> 0.85 -> 0.95
     kept = beta1_over_ten_steps(TINY.replace(schedule="onecycle", adam_betas=(0.8, 0.9), cycle_momentum=False))
     assert kept == [0.8] * 10
-
