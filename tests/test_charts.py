@@ -18,3 +18,12 @@ def test_only_the_latest_accuracy_is_labelled():
     figure = validation_figure(ends, epochs=30)
     assert list(figure.data[0].text) == [""] * 29 + ["98.50 %"]
     assert figure.layout.xaxis.dtick == 4
+
+
+def test_the_latest_accuracy_label_stays_off_the_line():
+    rising = [EpochEnd(1, 0.5, 0.2, 97.0, 1.0), EpochEnd(2, 0.4, 0.1, 98.0, 1.0)]
+    falling = [*rising, EpochEnd(3, 0.4, 0.1, 97.5, 1.0)]
+    assert validation_figure(rising, epochs=3).data[0].textposition == "top left"  # the line comes from below
+    assert validation_figure(falling, epochs=3).data[0].textposition == "bottom left"  # the line comes from above
+    # The loss axis picks its own round ticks (Streamlit's theme would sync them to the accuracy grid).
+    assert validation_figure(falling, epochs=3).layout.yaxis2.tickmode == "auto"

@@ -67,15 +67,20 @@ def validation_figure(events: list[Event], epochs: int | None = None) -> go.Figu
     x = [e.epoch for e in ends]
     figure = go.Figure()
     # The latest accuracy is written beside its point: a one-epoch run has nothing else to read.
+    # Above the point when the line climbs into it from below, else below it, so it never sits on the line.
     labels = [""] * (len(ends) - 1) + [f"{ends[-1].val_accuracy:.2f} %"] if ends else []
+    climbing = len(ends) > 1 and ends[-1].val_accuracy >= ends[-2].val_accuracy
     figure.add_scatter(x=x, y=[e.val_accuracy for e in ends], mode="lines+markers+text", name="accuracy %",
-                       text=labels, textposition="bottom left", line=dict(color=PALETTE[2], width=2.5))
+                       text=labels, textposition="top left" if climbing else "bottom left", cliponaxis=False,
+                       line=dict(color=PALETTE[2], width=2.5))
     figure.add_scatter(x=x, y=[e.val_loss for e in ends], mode="lines+markers", name="loss", yaxis="y2",
                        line=dict(color=PALETTE[1], width=2, dash="dot"))
     # Loss from zero, with headroom: with one point, autoscaling would centre it on the accuracy
-    # point and invent negative losses.
+    # point and invent negative losses. Streamlit's theme syncs a second axis's ticks to the
+    # first one's grid (0.056, 0.128, ...); its own round ticks read better.
     top = max((e.val_loss for e in ends), default=1.0) * 1.2
-    figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, range=[0, top]))
+    figure.update_layout(yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, range=[0, top],
+                                     tickmode="auto", nticks=5))
     if not ends:
         figure.add_annotation(text="Appears after the first epoch", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper", font=dict(color="#888", size=14))
