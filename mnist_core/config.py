@@ -72,12 +72,9 @@ class TrainConfig:
         _check_number("label_smoothing", self.label_smoothing)
         if not 0 <= self.label_smoothing < 1:
             _fail("label_smoothing", f"must be at least 0 and below 1, got {self.label_smoothing}")
-        if not isinstance(self.augment, bool):
-            _fail("augment", f"must be true or false, got {self.augment!r}")
-        if not isinstance(self.cycle_momentum, bool):
-            _fail("cycle_momentum", f"must be true or false, got {self.cycle_momentum!r}")
-        if not isinstance(self.compile_model, bool):
-            _fail("compile_model", f"must be true or false, got {self.compile_model!r}")
+        _check_bool("augment", self.augment)
+        _check_bool("cycle_momentum", self.cycle_momentum)
+        _check_bool("compile_model", self.compile_model)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_int("train_subset", self.train_subset, 0, 60_000)
@@ -131,6 +128,11 @@ def _check_int(field: str, value: Any, low: int, high: int) -> None:
         _fail(field, f"must be a whole number from {low} to {high}, got {value!r}")
     if not low <= value <= high:
         _fail(field, f"must be from {low} to {high}, got {value}")
+
+
+def _check_bool(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(field, f"must be true or false, got {value!r}")
 
 
 def _check_number(field: str, value: Any) -> None:
