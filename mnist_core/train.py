@@ -29,7 +29,7 @@ from mnist_core.data import Batches, ProgressCallback, load_split, normalize
 from mnist_core.device import device_label, resolve_device
 from mnist_core.events import Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
 from mnist_core.inference import logits_in_batches
-from mnist_core.models import MODELS, build_model, count_parameters
+from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
 
 REPORT_EVERY_SECONDS = 0.2
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler
@@ -90,7 +90,7 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     prepare_start = time.perf_counter()
     prepare = MODELS[config.model].prepare
     if prepare:
-        prepare(model, normalize(batches.images[:512], config.dataset))
+        prepare(model, normalize(batches.images[:PREPARE_IMAGES], config.dataset))
     # Setting weights from the data is part of training: its time counts (milliseconds).
     prepare_seconds = time.perf_counter() - prepare_start
     optimizer = _make_optimizer(config, model)

@@ -98,11 +98,11 @@ def test_subset_augment_and_sgd_options_run(tiny_data_dir):
 
 def test_the_fast_models_first_layer_comes_from_the_data_and_is_not_trained(tiny_data_dir):
     from mnist_core.data import load_split, normalize
-    from mnist_core.models import build_model, set_whitening_filters
+    from mnist_core.models import PREPARE_IMAGES, build_model, set_whitening_filters
 
     result = fit(TINY.replace(epochs=1), data_dir=tiny_data_dir)
     expected = build_model("fast")
-    set_whitening_filters(expected, normalize(load_split("mnist", True, tiny_data_dir)[0][:512]))
+    set_whitening_filters(expected, normalize(load_split("mnist", True, tiny_data_dir)[0][:PREPARE_IMAGES]))
     torch.testing.assert_close(result.model[0].weight.contiguous(), expected[0].weight)
     assert torch.count_nonzero(result.model[0].bias) == 0
     assert result.model[3].weight.grad is not None  # the layers after it did train
