@@ -86,6 +86,14 @@ class TrainConfig:
             _fail("device", problem)
         return self
 
+    def validate_saved(self) -> TrainConfig:
+        """`validate()` for settings read back from disk (a run folder, a checkpoint): the same
+        checks, except that the device need not exist here, since a run trained on a GPU
+        machine must still open on a laptop. Returns self, device unchanged."""
+        self.replace(device="auto").validate()
+        _check_choice("device", self.device, DEVICES)
+        return self
+
     def problems(self) -> dict[str, str]:
         """Every invalid field with its message (validate() stops at the first one)."""
         found: dict[str, str] = {}

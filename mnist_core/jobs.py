@@ -4,13 +4,20 @@
 The runner starts each job in a child process (`mnist_core.worker`), so training never blocks the Streamlit
 script thread, a crash in training cannot take the server down, and GPU memory is freed when
 the job ends. Everything a page needs to show a job lives in its run folder, so a job
-outlives the browser session that started it and any tab can re-attach to it. At most
-`max_running` jobs train at once (`MNIST_MAX_JOBS`, default 1); the rest wait in a queue.
+outlives the browser session that started it and any tab can re-attach to it.
+
+At most `MNIST_MAX_JOBS` jobs (default 1) train at once into one runs folder, counted across
+every process that uses it (`slots`); the rest wait in a queue. `submit` refuses, before any
+run folder exists, a job its policy forbids (`policy.QuotaExceeded`) or whose dataset is not
+on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a run folder
+removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,11 +25,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mnist_core import slots
 from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainConfig
+from mnist_core.data import DatasetMissing, is_present, missing_message
 from mnist_core.events import Cancelled, Event, Failed, Finished, Started
-from mnist_core.runs import Run, create_run, default_runs_dir
+from mnist_core.policy import JobPolicy
+from mnist_core.runs import ACTIVE_STATES, Run, create_run, default_runs_dir
+from mnist_core.storage import explain_write_error
 from mnist_core.train import FitResult, fit
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 STATUS_EVERY_SECONDS = 0.25
@@ -33,9 +46,17 @@ def execute_run(
     data_dir: str | Path | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_event: Callable[[Event], None] = lambda event: None,
+    download_missing: bool = True,
 ) -> FitResult:
-    """Train `run` here and now, recording status, events and a checkpoint per epoch in its folder."""
-    run.update_status(state="running", pid=os.getpid(), started_at=time.time(), message="")
+    """Train `run` here and now, recording status, events and a checkpoint per epoch in its folder.
+
+    A fault in recording (a full disk) ends training with a Failed outcome whose message says
+    so; the final state is still written when at all possible (see `Run.update_status`), and
+    the result is returned either way, so the caller can always report it."""
+    try:
+        run.update_status(state="running", pid=os.getpid(), started_at=time.time(), message="")
+    except OSError as error:  # the run folder cannot be written: training could record nothing
+        return FitResult(outcome=Failed(str(error)))
     last_download_report = 0.0
 
     def record(event: Event) -> None:
@@ -57,20 +78,28 @@ def execute_run(
         data_dir=data_dir,
         on_checkpoint=lambda checkpoint: save_checkpoint(run.checkpoint_path, checkpoint),
         on_download=on_download,
+        download_missing=download_missing,
     )
-    outcome = result.outcome
+    try:
+        run.update_status(**final_status(result.outcome))
+    except OSError as error:  # the outcome is still returned: the caller reports it
+        log.warning("could not record the end of run %s: %s", run.id, error)
+    return result
+
+
+def final_status(outcome: Event) -> dict:
+    """The status fields that record how a run ended."""
     if isinstance(outcome, Finished):
-        run.update_status(state="finished", ended_at=time.time())
-    elif isinstance(outcome, Cancelled):
+        return {"state": "finished", "ended_at": time.time()}
+    if isinstance(outcome, Cancelled):
         kept = (
             f"the checkpoint of epoch {outcome.epochs_completed} is kept"
             if outcome.epochs_completed
             else "no epoch was completed"
         )
-        run.update_status(state="cancelled", ended_at=time.time(), message=f"Stopped on request; {kept}.")
-    elif isinstance(outcome, Failed):
-        run.update_status(state="failed", ended_at=time.time(), message=outcome.message)
-    return result
+        return {"state": "cancelled", "ended_at": time.time(), "message": f"Stopped on request; {kept}."}
+    message = outcome.message if isinstance(outcome, Failed) else f"unexpected outcome {outcome!r}"
+    return {"state": "failed", "ended_at": time.time(), "message": message}
 
 
 class JobRunner:
@@ -81,20 +110,32 @@ class JobRunner:
         runs_dir: str | Path | None = None,
         data_dir: str | Path | None = None,
         max_running: int | None = None,
+        policy: JobPolicy | None = None,
     ) -> None:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.data_dir = str(data_dir) if data_dir is not None else None
-        self.max_running = max_running or int(os.environ.get("MNIST_MAX_JOBS") or 1)
+        self.max_running = max_running or slots.max_jobs()
+        self.policy = policy or JobPolicy()
+        self.problem: str | None = None  # why jobs cannot start or be recorded right now, for the page
         self._queue: list[Run] = []
         self._running: dict[str, tuple[Run, subprocess.Popen]] = {}
+        self._unrecorded: list[tuple[Run, int]] = []  # ended jobs whose end could not be written yet
         self._lock = threading.Lock()
         self._watcher = threading.Thread(target=self._watch, name="mnist-job-watcher", daemon=True)
         self._watcher.start()
 
     def submit(self, config: TrainConfig, owner: str = "") -> Run:
-        """Queue a training job; it starts as soon as a slot is free. Raises ConfigError if invalid."""
-        run = create_run(config, self.runs_dir, owner=owner)
-        with self._lock:
+        """Queue a training job; it starts as soon as a slot is free.
+
+        Raises, and creates no run folder: ConfigError for invalid settings, QuotaExceeded when
+        the policy forbids it, DatasetMissing when the data is not on disk, StorageError when
+        the runs folder cannot be written."""
+        config.validate()
+        with self._lock:  # one check-and-create at a time, so two quick clicks cannot both pass a quota
+            self.policy.check(config, owner, self._active_owners(), len(self._queue))
+            if not is_present(config.dataset, self.data_dir):
+                raise DatasetMissing(missing_message(config.dataset, self.data_dir))
+            run = create_run(config, self.runs_dir, owner=owner)
             self._queue.append(run)
             self._start_waiting_jobs()
         return run
@@ -121,31 +162,87 @@ class JobRunner:
         with self._lock:
             return len(self._queue)
 
+    def start_problem(self, owner: str) -> str | None:
+        """Why `owner` may not start a job now under the policy, or None (for the page, before Start)."""
+        with self._lock:
+            return self.policy.start_problem(owner, self._active_owners(), len(self._queue))
+
+    def _active_owners(self) -> list[str]:  # called with the lock held
+        runs = [run for run, _ in self._running.values()] + self._queue
+        return [run.status().get("owner", "") for run in runs]
+
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:
-            run = self._queue.pop(0)
-            # A fresh interpreter, not fork (unsafe in a threaded server) nor multiprocessing's
-            # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
-            command = [sys.executable, "-m", "mnist_core.worker", str(run.path), "--parent-pid", str(os.getpid())]
-            if self.data_dir:
-                command += ["--data-dir", self.data_dir]
-            with open(run.path / "worker.log", "ab") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            run = self._queue[0]
+            try:
+                slot = slots.try_acquire(self.runs_dir, self.max_running, holder=run.id)
+            except OSError as error:
+                self.problem = f"Queued jobs cannot start: {explain_write_error(error, self.runs_dir / slots.SLOTS_FOLDER)}"
+                return
+            if slot is None:  # every slot is taken by another process training into this runs folder
+                return
+            try:
+                process = self._spawn(run, slot)
+            except OSError as error:
+                self.problem = f"Queued jobs cannot start: {explain_write_error(error, run.path / 'worker.log')}"
+                return
+            finally:
+                slot.release()  # the child holds the slot now, for as long as it trains
+            self._queue.pop(0)
             self._running[run.id] = (run, process)  # the child records its own pid when it starts
+            self.problem = None
+
+    def _spawn(self, run: Run, slot: slots.Slot) -> subprocess.Popen:
+        # A fresh interpreter, not fork (unsafe in a threaded server) nor multiprocessing's
+        # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
+        # The data was checked at submit: a job never downloads behind the page's back.
+        command = [sys.executable, "-m", "mnist_core.worker", str(run.path), "--parent-pid", str(os.getpid()),
+                   "--no-download"]
+        if self.data_dir:
+            command += ["--data-dir", self.data_dir]
+        with open(run.path / "worker.log", "ab") as log_file:
+            return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    pass_fds=(slot.descriptor,))
 
     def _watch(self) -> None:
         while True:
             time.sleep(POLL_SECONDS)
-            with self._lock:
-                for run_id, (run, process) in list(self._running.items()):
-                    if process.poll() is None:
-                        continue
+            try:
+                self._poll()
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any fault, or the queue stalls
+                self.problem = f"The job watcher hit a problem and will retry: {error}"
+                log.exception("job watcher")
+
+    def _poll(self) -> None:
+        with self._lock:
+            for run_id, (run, process) in list(self._running.items()):
+                if process.poll() is not None:
                     del self._running[run_id]
-                    if run.status().get("state") in ("queued", "running"):
-                        run.update_status(
-                            state="failed",
-                            ended_at=time.time(),
-                            message=f"The training process ended unexpectedly (exit code {process.returncode}); "
-                            f"it may have run out of memory. Its output is in {run.path / 'worker.log'}.",
-                        )
-                self._start_waiting_jobs()
+                    self._unrecorded.append((run, process.returncode))
+            for ended in list(self._unrecorded):
+                try:
+                    _record_unexpected_end(*ended)
+                except FileNotFoundError:  # the folder was removed by hand: nothing left to record
+                    pass
+                except OSError as error:
+                    self.problem = f"A finished job could not be recorded yet: {error}"
+                    continue
+                self._unrecorded.remove(ended)
+            self._start_waiting_jobs()
+
+
+def _record_unexpected_end(run: Run, exit_code: int) -> None:
+    """Mark a run failed when its process ended without recording an end of its own."""
+    state = run.status().get("state")
+    # "interrupted" too: a page may have read the dead process first and recorded that; the exit code says more.
+    if state in ACTIVE_STATES or (state == "interrupted" and exit_code != 0):
+        if exit_code < 0:
+            name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else f"signal {-exit_code}"
+            how = f"was killed ({name}); if nobody stopped it, it probably ran out of memory"
+        else:
+            how = f"ended unexpectedly (exit code {exit_code})"
+        run.update_status(
+            state="failed",
+            ended_at=time.time(),
+            message=f"The training process {how}. Its output is in {run.path / 'worker.log'}.",
+        )

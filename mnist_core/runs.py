@@ -8,9 +8,14 @@
                   STOP            present when someone asked the run to stop
 
 The runs folder is `MNIST_RUNS_DIR`, default `./runs`. JSON and checkpoint files are written
-to a temporary file and renamed, so readers never see half a file. A run that claims to be
-queued or running while the process responsible for it is gone is marked interrupted the
-next time runs are listed.
+to a temporary file and renamed, so readers never see half a file, and an event line is
+appended whole or not at all. Run ids start with the creation time to the microsecond, so
+they sort in the order the runs were made.
+
+Reading never needs to write: a run that claims to be queued or running while the process
+responsible for it is gone reads as interrupted (and is recorded so when the folder is
+writable), and a folder whose config or status cannot be read reads as "damaged" with the
+reason, so one broken folder never breaks a listing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,20 +32,36 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_core.checkpoint import atomic_write_bytes
 from mnist_core.config import TrainConfig
-from mnist_core.events import EpochEnd, Event, Finished, from_dict, to_dict
+from mnist_core.events import EpochEnd, Event, Finished, Progress, from_dict, to_dict
+from mnist_core.storage import (
+    StorageError,
+    append_line,
+    atomic_write_bytes,
+    explain_write_error,
+    is_disk_full,
+    overwrite_small_file,
+)
 
 ACTIVE_STATES = ("queued", "running")
 ENDED_STATES = ("finished", "failed", "cancelled", "interrupted")
+DAMAGED = "damaged"  # never stored: what a folder whose config or status cannot be read reads as
+
+
+class RunDamaged(ValueError):
+    """A run folder's config.json or status.json cannot be read; the message says which and why."""
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get("MNIST_RUNS_DIR") or "runs")
 
 
+def _json_bytes(values: dict[str, Any]) -> bytes:
+    return json.dumps(values, indent=1).encode()
+
+
 def write_json(path: Path, values: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda file: file.write(json.dumps(values, indent=1).encode()))
+    atomic_write_bytes(path, lambda file: file.write(_json_bytes(values)))
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -61,7 +83,7 @@ _events_lock = threading.Lock()
 def _parse(line: bytes) -> Event | None:
     try:
         return from_dict(json.loads(line))
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # a damaged line is skipped, not fatal
 
 
@@ -75,27 +97,74 @@ class Run:
 
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads((self.path / "config.json").read_text()))
+        """The run's settings; raises RunDamaged when config.json is missing, not JSON or not valid."""
+        try:
+            values = json.loads((self.path / "config.json").read_text())
+            if not isinstance(values, dict):
+                raise ValueError("it does not hold a set of settings")
+            return TrainConfig.from_dict(values).validate_saved()
+        except FileNotFoundError as error:
+            raise RunDamaged("its config.json is missing") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise RunDamaged(f"its config.json cannot be read ({error.__class__.__name__})") from error
+        except json.JSONDecodeError as error:
+            raise RunDamaged(f"its config.json is not valid JSON (line {error.lineno}: {error.msg})") from error
+        except (ValueError, TypeError) as error:
+            raise RunDamaged(f"its config.json has a bad setting: {error}") from error
 
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
 
     def status(self) -> dict[str, Any]:
+        """status.json as stored (no liveness check: see `current_status`)."""
         try:
-            return json.loads((self.path / "status.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"state": "interrupted", "message": "the run's status file is missing"}
+            status = json.loads((self.path / "status.json").read_text())
+        except FileNotFoundError:
+            return {"state": DAMAGED, "message": "its status.json is missing"}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {"state": DAMAGED, "message": "its status.json is not valid JSON"}
+        if not isinstance(status, dict):
+            return {"state": DAMAGED, "message": "its status.json does not hold a status"}
+        return status
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         status = {**self.status(), **fields, "updated_at": time.time()}
-        write_json(self.path / "status.json", status)
+        path = self.path / "status.json"
+        try:
+            write_json(path, status)
+        except StorageError as error:
+            # With the disk full no new file can be made, but the run's final state must still be
+            # recorded, or it would read as running forever: rewrite the small file in place.
+            if not is_disk_full(error) or not path.is_file() or len(_json_bytes(status)) > 4096:
+                raise
+            try:
+                overwrite_small_file(path, _json_bytes(status))
+            except OSError:
+                raise error from None
+        return status
+
+    def current_status(self) -> dict[str, Any]:
+        """The status, with a queued or running run whose process is gone read as interrupted.
+
+        The change is recorded when the folder is writable; when it is not (a full disk, a
+        read-only folder), the status still reads right and nothing fails."""
+        status = self.status()
+        if status.get("state") in ACTIVE_STATES and not _process_alive(status.get("pid")):
+            changes = {
+                "state": "interrupted",
+                "message": "The process that ran this job stopped (the server was restarted or killed). "
+                "Its last saved checkpoint, if any, is kept.",
+                "ended_at": time.time(),
+            }
+            try:
+                status = self.update_status(**changes)
+            except OSError:
+                status = {**status, **changes}
         return status
 
     def append_event(self, event: Event) -> None:
-        # One short write per line in append mode: readers see whole lines, or skip a torn last one.
-        with open(self.path / "events.jsonl", "a") as file:
-            file.write(json.dumps(to_dict(event)) + "\n")
+        append_line(self.path / "events.jsonl", json.dumps(to_dict(event)))
 
     def events(self) -> list[Event]:
         """Every event so far. Only lines appended since the last call are parsed (pages poll this)."""
@@ -128,73 +197,125 @@ class Run:
         return self.checkpoint_path.is_file()
 
 
+_last_id_time = 0.0
+_id_lock = threading.Lock()
+
+
+def _new_run_id(model: str) -> str:
+    """Creation time to the microsecond, first, so ids sort in creation order (also within a second)."""
+    global _last_id_time
+    with _id_lock:
+        now = max(time.time(), _last_id_time + 1e-6)  # two runs in one microsecond still get two times
+        _last_id_time = now
+    stamp = datetime.fromtimestamp(now)
+    return f"{stamp:%Y%m%d-%H%M%S-%f}-{model}-{secrets.token_hex(2)}"
+
+
 def create_run(config: TrainConfig, runs_dir: str | Path | None = None, owner: str = "") -> Run:
-    """A new run folder holding `config`, with state queued and this process responsible for it."""
+    """A new run folder holding `config`, with state queued and this process responsible for it.
+
+    Raises ConfigError for an invalid config and StorageError when the folder cannot be
+    written (a full disk, no permission); nothing is left behind then."""
     config.validate()
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
+    run_id = _new_run_id(config.model)
     staging = root / f".{run_id}.creating"
-    staging.mkdir()
-    write_json(staging / "config.json", config.to_dict())
-    now = time.time()
-    write_json(
-        staging / "status.json",
-        {"state": "queued", "message": "", "pid": os.getpid(), "owner": owner, "created_at": now, "updated_at": now},
-    )
-    staging.rename(root / run_id)  # the run appears whole or not at all
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        write_json(staging / "config.json", config.to_dict())
+        now = time.time()
+        write_json(
+            staging / "status.json",
+            {"state": "queued", "message": "", "pid": os.getpid(), "owner": owner, "created_at": now,
+             "updated_at": now},
+        )
+        staging.rename(root / run_id)  # the run appears whole or not at all
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(explain_write_error(error, staging / "config.json")) from error
     return Run(root / run_id)
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
-    """All runs, newest first; stale queued/running runs are marked interrupted on the way."""
+    """All runs, newest first. Only reads: a full or read-only runs folder lists as well as any."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    if not root.is_dir():
+    try:
+        runs = [Run(path) for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    runs = [Run(path) for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")]
     runs.sort(key=lambda run: run.id, reverse=True)
-    for run in runs:
-        mark_if_interrupted(run)
     return runs
 
 
 def mark_if_interrupted(run: Run) -> dict[str, Any]:
-    status = run.status()
-    if status.get("state") in ACTIVE_STATES and not _process_alive(status.get("pid")):
-        status = run.update_status(
-            state="interrupted",
-            message="The process that ran this job stopped (the server was restarted or killed). "
-            "Its last saved checkpoint, if any, is kept.",
-            ended_at=time.time(),
-        )
-    return status
+    """The run's current status (see `Run.current_status`)."""
+    return run.current_status()
 
 
 def get_run(run_id: str, runs_dir: str | Path | None = None) -> Run:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     path = root / run_id
-    if "/" in run_id or run_id.startswith(".") or not (path / "config.json").is_file():
+    if "/" in run_id or run_id.startswith(".") or not path.is_dir():
         raise FileNotFoundError(f"no run {run_id!r} in {root}")
     return Run(path)
 
 
+class DeleteError(OSError):
+    """A run folder could not be removed; the run is still listed and can be deleted again."""
+
+
 def delete_run(run: Run) -> None:
-    if run.status().get("state") in ACTIVE_STATES and _process_alive(run.status().get("pid")):
-        raise RuntimeError(f"run {run.id} is still {run.status()['state']}; stop it before deleting it")
-    # Rename first so a half-deleted folder is never listed as a run.
+    """Remove a run that is not training. Raises RuntimeError for an active run, DeleteError when
+    the folder cannot be removed (then the run stays listed, as a damaged run if part of it went)."""
+    status = run.status()
+    if status.get("state") in ACTIVE_STATES and _process_alive(status.get("pid")):
+        raise RuntimeError(f"run {run.id} is still {status['state']}; stop it before deleting it")
+    # Rename first so a half-deleted folder is never listed as a whole run.
     doomed = run.path.with_name(f".{run.id}.deleting")
-    run.path.rename(doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    try:
+        run.path.rename(doomed)
+    except OSError as error:
+        raise DeleteError(f"Could not delete run {run.id}: {error.strerror or error}.") from error
+    failures = _remove_tree(doomed)
+    if failures:
+        try:
+            doomed.rename(run.path)  # still listed, so it can be looked at and deleted again
+        except OSError:
+            pass
+        raise DeleteError(f"Could not delete all of run {run.id} ({failures[0]}). What is left is still listed.")
+
+
+def _remove_tree(folder: Path) -> list[str]:
+    """Remove what can be removed of `folder`; return what could not be, as "name: reason"."""
+    failures: list[str] = []
+
+    def note(function, path, error) -> None:
+        error = error[1] if isinstance(error, tuple) else error  # onerror passes exc_info, onexc the error
+        failures.append(f"{Path(path).name}: {getattr(error, 'strerror', None) or error}")
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=note)
+    else:
+        shutil.rmtree(folder, onerror=note)
+    return failures
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One row of the run history."""
+    """One run as the pages show it: its state, its settings and what it has achieved so far.
+
+    `train_seconds` is one definition everywhere: time spent training, including the model's
+    data-dependent preparation step and excluding data loading, compiling and evaluation, as
+    measured by `fit` (the Finished event, or the latest progress report of a run that did not finish).
+    """
 
     id: str
     state: str
     message: str
-    config: TrainConfig
+    config: TrainConfig | None  # None when the run is damaged
     best_val_accuracy: float | None
     test_accuracy: float | None
     epochs_done: int
@@ -203,24 +324,63 @@ class RunSummary:
     device: str
     created_at: float
     owner: str
+    finished: Finished | None = None
+    last_progress: Progress | None = None
+
+    @property
+    def damaged(self) -> bool:
+        return self.state == DAMAGED
+
+    @property
+    def progress(self) -> float:
+        """How much of the training is done, 0..1, from the latest progress report."""
+        last = self.last_progress
+        if self.finished:
+            return 1.0
+        if last is None or self.config is None:
+            return 0.0
+        done = (last.epoch - 1) * last.steps_per_epoch + last.step
+        return min(done / (self.config.epochs * last.steps_per_epoch), 1.0)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Training time left at the pace so far (evaluation after each epoch not included)."""
+        if self.last_progress is None or self.progress <= 0:
+            return None
+        return self.last_progress.elapsed * (1 - self.progress) / self.progress
 
 
 def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
-    status = mark_if_interrupted(run)
+    """A run's summary; a damaged run gets one with state "damaged" and the reason as message."""
+    status = run.current_status()
+    try:
+        config = run.config
+    except RunDamaged as error:
+        config = None
+        status = {**status, "state": DAMAGED, "message": f"This run folder is damaged: {error}."}
+    if status.get("state") == DAMAGED and not str(status.get("message", "")).startswith("This run folder"):
+        status = {**status, "message": f"This run folder is damaged: {status.get('message')}."}
     events = run.events() if events is None else events
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     finished = next((e for e in events if isinstance(e, Finished)), None)
+    last_progress = next((e for e in reversed(events) if isinstance(e, Progress)), None)
+    if finished:
+        train_seconds = finished.train_seconds
+    else:
+        train_seconds = max(last_progress.elapsed if last_progress else 0.0, sum(e.seconds for e in epochs))
     return RunSummary(
         id=run.id,
         state=status.get("state", "interrupted"),
         message=status.get("message", ""),
-        config=run.config,
+        config=config,
         best_val_accuracy=max((e.val_accuracy for e in epochs), default=None),
         test_accuracy=finished.test_accuracy if finished else None,
         epochs_done=len(epochs),
-        train_seconds=sum(e.seconds for e in epochs),
+        train_seconds=train_seconds,
         images_per_second=finished.images_per_second if finished else None,
         device=status.get("device", ""),
         created_at=status.get("created_at", 0.0),
         owner=status.get("owner", ""),
+        finished=finished,
+        last_progress=last_progress,
     )

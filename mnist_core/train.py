@@ -6,6 +6,10 @@ schedule, mixed precision on CUDA, progress events at least every 0.25 s, valida
 each epoch, cancellation between any two steps, a NaN loss reported as a failure, and an
 optional torch.compile whose compile time is measured apart from the training time.
 
+A run that diverges is stopped as a failure with advice, whether its loss becomes NaN or
+infinite, blows up to a size no healthy run reaches (`LOSS_BLOWUP`), or leaves the model no
+better than guessing after an epoch (`chance_level_problem`).
+
 It knows nothing of its listeners: the CLI prints the events, the job runner writes them to
 a run folder. `on_checkpoint(checkpoint)` is called after every epoch with a checkpoint dict.
 """
@@ -30,8 +34,15 @@ from mnist_core.device import device_label, resolve_device
 from mnist_core.events import Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
 from mnist_core.inference import logits_in_batches
 from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
+from mnist_core.storage import is_disk_full
 
 REPORT_EVERY_SECONDS = 0.2
+GUESSING_LOSS = math.log(10)  # cross-entropy of a model that gives each of the 10 classes 1/10
+# A mean training loss 100x that of guessing: no healthy run gets near it (every preset's
+# highest report stays below 3), while a learning rate of 10 reaches 1e15 within an epoch.
+LOSS_BLOWUP = 100 * GUESSING_LOSS
+CHANCE_ACCURACY = 15.0  # percent: 10 % is guessing, a constant answer scores up to 11.35 % on MNIST's test set
+CHANCE_MIN_STEPS = 50  # an epoch this short may honestly not have learned yet
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler
 
 
@@ -49,27 +60,62 @@ def fit(
     data_dir: str | Path | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     on_download: ProgressCallback | None = None,
+    download_missing: bool = True,
 ) -> FitResult:
     """Train `config` and report through `on_event`; the last event is Finished, Failed or Cancelled.
 
-    Raises ConfigError for an invalid config; every other problem becomes a Failed event.
+    Raises ConfigError for an invalid config; every other problem, a listener's included,
+    becomes a Failed outcome (reported to the listener when it can still take it).
     """
     config.validate()
     result = FitResult(outcome=Failed("training did not start"))
     try:
-        _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, result)
+        _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing, result)
     except Exception as error:  # noqa: BLE001 - the listener must learn of every failure
-        result.outcome = Failed(f"{type(error).__name__}: {error}")
-    on_event(result.outcome)
+        result.outcome = Failed(failure_message(error))
+    try:
+        on_event(result.outcome)
+    except Exception as error:  # noqa: BLE001 - a listener failing on the last event must not escape either
+        if not isinstance(result.outcome, Failed):
+            result.outcome = Failed(failure_message(error))
     return result
 
 
-def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, result: FitResult) -> None:
+def failure_message(error: BaseException) -> str:
+    """What a person is told when training stops on an exception.
+
+    The project's own errors (a full disk, a missing or damaged dataset, a bad checkpoint) are
+    written to be read as they are; anything else keeps its type name for the bug report."""
+    if type(error).__module__.startswith("mnist_core."):
+        return str(error)
+    if is_disk_full(error):
+        return f"The disk filled up while training: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def chance_level_problem(epoch: EpochEnd, steps: int, lr: float) -> str | None:
+    """Why an epoch's result means training diverged, or None.
+
+    After a real epoch, a model no better than guessing on the validation images whose
+    training loss is no lower than guessing's has not learned: its weights went astray."""
+    if steps >= CHANCE_MIN_STEPS and epoch.val_accuracy <= CHANCE_ACCURACY and epoch.train_loss >= GUESSING_LOSS:
+        return (f"After epoch {epoch.epoch} the model is no better than guessing ({epoch.val_accuracy:.1f} % "
+                f"validation accuracy, training loss {epoch.train_loss:.3g}; guessing gives {GUESSING_LOSS:.2f}): "
+                f"training diverged. {_smaller_lr_advice(lr)}")
+    return None
+
+
+def _smaller_lr_advice(lr: float) -> str:
+    return f"Try a smaller learning rate than {lr:g}."
+
+
+def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing,
+           result: FitResult) -> None:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     device = resolve_device(config.device)
-    train_images, train_labels = load_split(config.dataset, True, data_dir, on_progress=on_download)
-    val_images, val_labels = load_split(config.dataset, False, data_dir, on_progress=on_download)
+    train_images, train_labels = load_split(config.dataset, True, data_dir, download_missing, on_download)
+    val_images, val_labels = load_split(config.dataset, False, data_dir, download_missing, on_download)
     if config.train_subset:
         train_images, train_labels = train_images[: config.train_subset], train_labels[: config.train_subset]
     batches = Batches(
@@ -138,10 +184,11 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
             now = time.perf_counter()
             if now - last_report >= REPORT_EVERY_SECONDS or step == len(batches):
                 mean_loss = report_loss.item() / report_steps  # the only host sync in the loop
-                if not math.isfinite(mean_loss):
+                if not math.isfinite(mean_loss) or mean_loss > LOSS_BLOWUP:
+                    became = f"became {mean_loss}" if not math.isfinite(mean_loss) else f"reached {mean_loss:.3g}"
                     result.outcome = Failed(
-                        f"The training loss became {mean_loss} at epoch {epoch}, step {step}: training "
-                        f"diverged. Try a smaller learning rate than {config.lr:g}."
+                        f"The training loss {became} at epoch {epoch}, step {step}: training "
+                        f"diverged. {_smaller_lr_advice(config.lr)}"
                     )
                     return
                 elapsed = train_seconds + now - epoch_start
@@ -158,6 +205,10 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
         epoch_end = EpochEnd(epoch, epoch_loss.item() / len(batches), val_loss, val_accuracy, seconds)
         result.epochs.append(epoch_end)
         on_event(epoch_end)
+        diverged = chance_level_problem(epoch_end, len(batches), config.lr)
+        if diverged:  # its checkpoint would be worthless: the previous epoch's is kept
+            result.outcome = Failed(diverged)
+            return
         if on_checkpoint:
             metrics = {"val_loss": val_loss, "val_accuracy": val_accuracy, "train_seconds": train_seconds}
             on_checkpoint(make_checkpoint(model, config, epoch, metrics))

@@ -2,7 +2,9 @@
 
 `JobRunner` starts it as a child process. It trains the run in its folder at a lower CPU
 priority than the server, and stops (marking the run interrupted) if the server that
-started it goes away, since nobody would be watching and it would hold the CPU.
+started it goes away, since nobody would be watching and it would hold the CPU. It inherits
+the runner's training slot (`slots`) and holds it until it exits. With `--no-download` a
+missing dataset is a failure, never a download.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--data-dir")
+    parser.add_argument("--no-download", action="store_true", help="fail, rather than download, if data is missing")
     args = parser.parse_args(argv)
     try:
         os.nice(5)  # the server's script threads come first on a small machine
@@ -30,12 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(Path(args.run_dir))
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
     try:
-        execute_run(run, args.data_dir, should_stop=orphaned)
+        execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)
     except Exception as error:  # noqa: BLE001 - recorded for the UI, then the traceback goes to worker.log
-        run.update_status(state="failed", ended_at=time.time(), message=f"{type(error).__name__}: {error}")
+        try:
+            run.update_status(state="failed", ended_at=time.time(), message=f"{type(error).__name__}: {error}")
+        except OSError:  # e.g. the disk is full: the runner records the exit code once it can write
+            pass
         raise
     if orphaned():
-        run.update_status(state="interrupted", message="The server stopped while this run was training.")
+        try:
+            run.update_status(state="interrupted", message="The server stopped while this run was training.")
+        except OSError:
+            return 1
     return 0
 
 

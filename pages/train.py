@@ -3,8 +3,11 @@
 import streamlit as st
 
 from mnist_core.config import ConfigError
+from mnist_core.data import DatasetMissing
+from mnist_core.policy import QuotaExceeded
+from ui.dataset import dataset_ready
 from ui.history import run_history
-from ui.hosted import limits, session_id, start_problem
+from ui.hosted import session_id
 from ui.live_run import live_run_panel, watch
 from ui.shell import require_app_shell
 from ui.state import runner
@@ -15,16 +18,20 @@ require_app_shell()
 st.title("Train")
 form, live = st.columns([1, 2.2], gap="large")
 with form:
-    config, problems = hyperparameters_ui(max_epochs=limits().max_epochs)
-    busy = start_problem(runner().active_runs(), runner().queued_count())
+    config, problems = hyperparameters_ui(runner().policy)
+    busy = runner().start_problem(session_id())
     if busy:
         st.info(busy, icon=":material/hourglass_top:")
+    if runner().problem:
+        st.warning(runner().problem, icon=":material/warning:")
+    ready = dataset_ready(config.dataset)
     if st.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
-                 disabled=bool(problems or busy), help="Fix the settings marked in red first." if problems else None):
+                 disabled=bool(problems or busy or not ready),
+                 help="Fix the settings marked in red first." if problems else None):
         try:
             run = runner().submit(config, owner=session_id())
-        except (ConfigError, OSError) as error:
-            st.error(f"Could not start: {error}")
+        except (ConfigError, QuotaExceeded, DatasetMissing, OSError) as error:
+            st.error(f"Could not start: {error}", icon=":material/error:")
         else:
             watch(run)
             st.toast(f"Started run {run.id}")

@@ -7,7 +7,9 @@ depends on k, plus noise. A model that learns anything reaches high accuracy in 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +58,50 @@ def real_data_dir() -> Path | None:
     if folder and (Path(folder) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         return Path(folder)
     return None
+
+
+def _try_mount_tmpfs(folder: Path, size: str) -> str | None:
+    """Mount a tmpfs of `size` at `folder`; the reason it cannot be done, or None."""
+    if os.geteuid() != 0:
+        return "mounting a small filesystem needs root"
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    return None if done.returncode == 0 else f"cannot mount a tmpfs here: {done.stderr.strip()}"
+
+
+@pytest.fixture
+def tiny_mount():
+    """`tiny_mount(folder, size="4m")` mounts a real, small tmpfs there (unmounted afterwards).
+
+    Tests that inject a full disk or an undeletable folder use it; where mounting is not
+    possible (not root, no mount permission) they are skipped with the reason."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str = "4m") -> Path:
+        problem = _try_mount_tmpfs(Path(folder), size)
+        if problem:
+            pytest.skip(problem)
+        mounted.append(Path(folder))
+        return Path(folder)
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave_bytes: int = 0) -> Path:
+    """Fill the filesystem holding `folder` until at most `leave_bytes` are free; returns the filler
+    file (delete it to free the space again)."""
+    filler = Path(folder) / ".filler"
+    chunk = b"\0" * (64 << 10)
+    with open(filler, "wb", buffering=0) as file:
+        while True:
+            free = shutil.disk_usage(folder).free
+            if free <= leave_bytes:
+                break
+            try:
+                file.write(chunk[: max(4096, min(len(chunk), free - leave_bytes))])
+            except OSError:
+                break
+    return filler

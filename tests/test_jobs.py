@@ -2,12 +2,20 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
+import pytest
+
+from mnist_core import jobs
 from mnist_core.config import TrainConfig
+from mnist_core.data import DatasetMissing
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.jobs import JobRunner, execute_run
+from mnist_core.policy import JobPolicy, QuotaExceeded
 from mnist_core.runs import create_run, list_runs
+from mnist_core.storage import StorageError
 
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
 SLOW = TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001)  # would take minutes
@@ -71,15 +79,24 @@ def test_cancelling_a_queued_job_never_starts_it(tiny_data_dir, runs_dir):
     assert waiting.events() == []
 
 
-def test_a_failing_job_is_marked_failed_with_its_error_and_the_runner_goes_on(tmp_path, tiny_data_dir, runs_dir):
+def test_a_job_without_its_data_is_refused_before_any_run_folder_exists(tmp_path, tiny_data_dir, runs_dir):
     runner = JobRunner(runs_dir, tmp_path / "no-data-here", max_running=1)
-    broken = runner.submit(QUICK)
-    assert wait_for(lambda: broken.status()["state"] == "failed")
-    assert "train-images-idx3-ubyte" in broken.status()["message"]
+    with pytest.raises(DatasetMissing, match="train-images-idx3-ubyte"):
+        runner.submit(QUICK)
+    assert list_runs(runs_dir) == []
     runner.data_dir = str(tiny_data_dir)
     fine = runner.submit(QUICK)
     assert wait_for(lambda: fine.status()["state"] == "finished")
-    assert [r.id for r in list_runs(runs_dir)] == [fine.id, broken.id]
+    assert [r.id for r in list_runs(runs_dir)] == [fine.id]
+
+
+def test_a_worker_told_not_to_download_fails_clearly_without_the_network(tmp_path, runs_dir):
+    run = create_run(QUICK, runs_dir)
+    done = subprocess.run([sys.executable, "-m", "mnist_core.worker", str(run.path), "--no-download",
+                           "--data-dir", str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    status = run.status()
+    assert status["state"] == "failed" and "is not in" in status["message"] and "Traceback" not in status["message"]
 
 
 def test_a_killed_training_process_marks_the_run_failed(tiny_data_dir, runs_dir):
@@ -88,4 +105,43 @@ def test_a_killed_training_process_marks_the_run_failed(tiny_data_dir, runs_dir)
     assert wait_for(lambda: run.status()["state"] == "running")
     os.kill(run.status()["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer would
     assert wait_for(lambda: run.status()["state"] == "failed", timeout=30)
-    assert "ended unexpectedly" in run.status()["message"]
+    assert "was killed (SIGKILL)" in run.status()["message"] and "worker.log" in run.status()["message"]
+
+
+def test_the_watcher_outlives_a_failed_write_and_records_it_later(tiny_data_dir, runs_dir, monkeypatch):
+    failures = {"left": 3}
+    real_record = jobs._record_unexpected_end
+
+    def flaky_record(run, exit_code):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StorageError("The disk holding runs is full")
+        real_record(run, exit_code)
+
+    monkeypatch.setattr(jobs, "_record_unexpected_end", flaky_record)
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1)
+    killed = runner.submit(SLOW)
+    waiting = runner.submit(QUICK)
+    assert wait_for(lambda: killed.status()["state"] == "running")
+    os.kill(killed.status()["pid"], signal.SIGKILL)
+    assert wait_for(lambda: failures["left"] == 0, timeout=30)
+    assert wait_for(lambda: killed.status()["state"] == "failed", timeout=30)
+    assert wait_for(lambda: waiting.status()["state"] == "finished")
+    assert runner._watcher.is_alive()
+
+
+def test_hosted_limits_are_enforced_by_the_runner_itself(tiny_data_dir, runs_dir):
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, policy=JobPolicy.hosted(max_epochs=5))
+    with pytest.raises(QuotaExceeded, match="at most 5 epochs"):
+        runner.submit(QUICK.replace(epochs=6), owner="visitor-1")
+    first = runner.submit(SLOW.replace(epochs=5), owner="visitor-1")
+    with pytest.raises(QuotaExceeded, match="one job per visitor"):
+        runner.submit(QUICK, owner="visitor-1")
+    assert runner.start_problem("visitor-1") and runner.start_problem("visitor-2") is None
+    others = [runner.submit(SLOW.replace(epochs=5), owner=f"visitor-{n}") for n in range(2, 10)]  # 8 waiting
+    with pytest.raises(QuotaExceeded, match="8 jobs are waiting"):
+        runner.submit(QUICK, owner="visitor-99")
+    assert {r.id for r in list_runs(runs_dir)} == {first.id, *(r.id for r in others)}  # no folder for refusals
+    for run in [*others, first]:
+        runner.cancel(run)
+    assert wait_for(lambda: first.status()["state"] == "cancelled", timeout=30)

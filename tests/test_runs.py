@@ -8,7 +8,7 @@ import pytest
 
 from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished, Progress
-from mnist_core.runs import create_run, delete_run, get_run, list_runs, summarize
+from mnist_core.runs import DeleteError, create_run, delete_run, get_run, list_runs, summarize
 
 
 def test_a_new_run_is_a_complete_folder(runs_dir):
@@ -35,29 +35,83 @@ def test_events_round_trip_and_a_torn_last_line_is_skipped(runs_dir):
     assert run.events() == [*written, Progress(2, 1, 10, 0.2, 9.0, 3.0), EpochEnd(2, 0.2, 0.2, 95.0, 2.0)]
 
 
-def test_a_run_whose_process_died_is_marked_interrupted(runs_dir):
-    run = create_run(TrainConfig(), runs_dir)
+def dead_pid() -> int:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    run.update_status(state="running", pid=dead.pid)
-    list_runs(runs_dir)
-    status = run.status()
+    return dead.pid
+
+
+def test_a_run_whose_process_died_reads_and_is_recorded_as_interrupted(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    run.update_status(state="running", pid=dead_pid())
+    status = run.current_status()
     assert status["state"] == "interrupted" and "stopped" in status["message"]
+    assert run.status()["state"] == "interrupted"  # recorded, since the folder is writable
+    assert summarize(run).state == "interrupted"
+
+
+def test_listing_runs_only_reads(runs_dir):
+    run = create_run(TrainConfig(), runs_dir)
+    run.update_status(state="running", pid=dead_pid())
+    before = (run.path / "status.json").read_bytes()
+    assert [r.id for r in list_runs(runs_dir)] == [run.id]
+    assert (run.path / "status.json").read_bytes() == before
 
 
 def test_a_live_run_is_left_alone(runs_dir):
     run = create_run(TrainConfig(), runs_dir)  # this test process is responsible for it
-    list_runs(runs_dir)
-    assert run.status()["state"] == "queued"
+    assert run.current_status()["state"] == "queued" and run.status()["state"] == "queued"
 
 
-def test_runs_are_listed_newest_first_and_stray_files_ignored(runs_dir):
-    first = create_run(TrainConfig(), runs_dir)
-    second = create_run(TrainConfig(model="fast"), runs_dir)
+def test_runs_are_listed_in_creation_order_newest_first_even_within_one_second(runs_dir):
+    created = [create_run(TrainConfig(model=model), runs_dir) for model in ("seed", "fast", "modern", "seed", "fast")]
     (runs_dir / "notes.txt").write_text("not a run")
     (runs_dir / ".half-created").mkdir()
-    ids = [r.id for r in list_runs(runs_dir)]
-    assert set(ids) == {first.id, second.id} and ids == sorted(ids, reverse=True)
+    assert [r.id for r in list_runs(runs_dir)] == [r.id for r in reversed(created)]
+    # created_at agrees with the listed order, so the ids' order is the real creation order
+    times = [summarize(r).created_at for r in list_runs(runs_dir)]
+    assert times == sorted(times, reverse=True)
+
+
+def test_a_run_folder_with_a_broken_config_reads_as_damaged_and_can_be_deleted(runs_dir):
+    def ended_run():
+        run = create_run(TrainConfig(), runs_dir)
+        run.update_status(state="finished")
+        return run
+
+    fine = create_run(TrainConfig(), runs_dir)
+    not_json = ended_run()
+    (not_json.path / "config.json").write_text('{"model": "seed", ')  # cut short
+    unknown_key = ended_run()
+    (unknown_key.path / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), "colour": "red"}))
+    bad_value = ended_run()
+    (bad_value.path / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), "dataset": "xyz"}))
+    no_status = ended_run()
+    (no_status.path / "status.json").unlink()
+
+    summaries = {r.id: summarize(r) for r in list_runs(runs_dir)}
+    assert summaries[fine.id].state == "queued" and not summaries[fine.id].damaged
+    expected = {not_json.id: "not valid JSON", unknown_key.id: "colour", bad_value.id: "xyz",
+                no_status.id: "status.json is missing"}
+    for run_id, reason in expected.items():
+        assert summaries[run_id].damaged and summaries[run_id].state == "damaged"
+        assert (summaries[run_id].config is None) == (run_id != no_status.id)
+        assert "damaged" in summaries[run_id].message and reason in summaries[run_id].message
+    for run_id in expected:
+        delete_run(get_run(run_id, runs_dir))
+    assert [r.id for r in list_runs(runs_dir)] == [fine.id]
+
+
+def test_a_delete_that_cannot_finish_says_so_and_leaves_the_run_listed(runs_dir, tiny_mount):
+    run = create_run(TrainConfig(), runs_dir)
+    run.update_status(state="finished")
+    (run.path / "checkpoint.pt").write_bytes(b"weights")
+    tiny_mount(run.path / "locked")  # a mount point inside the folder: rmdir fails with "busy", for real
+    (run.path / "locked" / "file").write_text("x")
+    with pytest.raises(DeleteError, match=f"Could not delete all of run {run.id}"):
+        delete_run(run)
+    assert [r.id for r in list_runs(runs_dir)] == [run.id]  # still listed, not hidden as .deleting
+    assert not [p for p in runs_dir.iterdir() if p.name.endswith(".deleting")]
 
 
 def test_delete_refuses_a_running_run_and_removes_an_ended_one(runs_dir):

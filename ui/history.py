@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, delete_run, list_runs, summarize
+from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, list_runs, summarize
 from ui.charts import compare_figures
 from ui.hosted import may_delete
-from ui.live_run import watch
+from ui.live_run import duration, open_in_buttons, watch
 from ui.state import runner
 from ui.train_form import load_into_form
 
@@ -33,16 +33,22 @@ def _row(summary: RunSummary) -> dict:
     state = summary.state
     if state == "queued" and (position := runner().queue_position(Run(runner().runs_dir / summary.id))):
         state = f"queued (#{position})"
+    started = datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else ""
+    if config is None:  # damaged: one row that says why, so it can be found and deleted
+        reason = summary.message.removeprefix("This run folder is damaged: ")
+        return {"status": f"damaged: {reason}", "model": "", "epochs": "", "batch": "", "lr": "",
+                "optimizer": "", "best val acc %": "", "train time": "", "started": started, "run": summary.id}
     return {
         "status": state,
         "model": config.model,
         "epochs": f"{summary.epochs_done}/{config.epochs}",
-        "batch": config.batch_size,
+        "batch": str(config.batch_size),
         "lr": f"{config.lr:g}",
         "optimizer": config.optimizer + ("" if config.schedule == "none" else f" + {config.schedule}"),
-        "best val acc %": round(summary.best_val_accuracy, 2) if summary.best_val_accuracy is not None else None,
-        "train time": f"{summary.train_seconds:.1f} s",
-        "started": datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else "",
+        # Text, so a run without a validated epoch yet shows an empty cell rather than a grey "None".
+        "best val acc %": f"{summary.best_val_accuracy:.2f}" if summary.best_val_accuracy is not None else "",
+        "train time": duration(summary.train_seconds) if summary.train_seconds else "",
+        "started": started,
         "run": summary.id,
     }
 
@@ -61,7 +67,6 @@ def run_history() -> None:
         on_select="rerun",
         selection_mode="multi-row",
         key="history_table",
-        column_config={"best val acc %": st.column_config.NumberColumn(format="%.2f")},
     )
     chosen = [runs[i] for i in table.selection.rows if i < len(runs)]
     if not chosen:
@@ -77,16 +82,23 @@ def run_history() -> None:
 
 def _actions(run: Run, summary: RunSummary) -> None:
     watch_column, reuse, download, delete = st.columns(4)
-    if watch_column.button("Show above", icon=":material/monitoring:", width="stretch"):
+    if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=summary.damaged):
         watch(run)
         st.rerun()
-    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch"):
-        load_into_form(run.config)
+    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=summary.damaged):
+        load_into_form(summary.config)
         st.rerun()
-    if run.has_checkpoint():
-        download.download_button("Download checkpoint", data=run.checkpoint_path.read_bytes(),
-                                 file_name=f"{run.id}.pt", mime="application/octet-stream",
-                                 icon=":material/download:", width="stretch")
+    if run.has_checkpoint() and not summary.damaged:
+        try:
+            checkpoint = run.checkpoint_path.read_bytes()
+        except OSError:
+            checkpoint = None
+        if checkpoint is not None:
+            download.download_button("Download checkpoint", data=checkpoint,
+                                     file_name=f"{run.id}.pt", mime="application/octet-stream",
+                                     icon=":material/download:", width="stretch")
+        if summary.state in ENDED_STATES:
+            open_in_buttons(run, key="history")
     if summary.state in ACTIVE_STATES or not may_delete(run):
         reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else (
             "In this shared demo only the visitor who started a run can delete it.")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from mnist_core.data import default_data_dir, is_present, raw_folder
 from mnist_core.device import device_label
-from ui.state import model_label, runner, selected_model
+from ui.state import model_label, selected_model
 
 
 @st.cache_data(show_spinner=False)
@@ -19,15 +19,12 @@ def show_sidebar() -> None:
         st.caption("**Device**")
         st.write(f":material/memory: {_device()}")
         st.caption("**Dataset**")
-        downloading = [r for r in runner().active_runs() if r.status().get("phase") == "downloading"]
         if is_present("mnist", default_data_dir()):
             st.write(":material/check_circle: MNIST ready")
-        elif downloading:
-            st.write(":material/downloading: MNIST downloading…")
         else:
             st.write(":material/cloud_download: MNIST not downloaded yet")
             st.caption(
-                f"It downloads (about 11 MB) when you start training. Offline? Put the four MNIST files "
+                f"The Train page can download it (about 11 MB). Offline? Put the four MNIST files "
                 f"in `{raw_folder('mnist').resolve()}` or set `MNIST_DATA_DIR`."
             )
         st.caption("**Model for Mistakes and Draw**")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from mnist_core.inference import DEFAULT_MODEL_PATH
+from mnist_core.inference import DEFAULT_MODEL_PATH, resolve_checkpoint
 from mnist_core.jobs import JobRunner
-from mnist_core.runs import ENDED_STATES, Run, default_runs_dir, list_runs
+from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir, list_runs
+from ui.hosted import job_policy
 
 SELECTED_MODEL = "selected_model"
 DEFAULT = "default"
@@ -20,8 +21,10 @@ DEFAULT = "default"
 
 @st.cache_resource(show_spinner=False)
 def runner() -> JobRunner:
-    """The server's one job runner, shared by every browser session (it is thread-safe)."""
-    return JobRunner()
+    """The server's one job runner, shared by every browser session (it is thread-safe).
+
+    It enforces the hosted demo's limits itself, whoever calls it."""
+    return JobRunner(policy=job_policy())
 
 
 def usable_runs() -> list[Run]:
@@ -30,18 +33,18 @@ def usable_runs() -> list[Run]:
     A run that stopped or failed after some epochs still offers its last completed epoch: the
     checkpoint is written only after an epoch ended and validated, so its weights are sound."""
     return [
-        run for run in list_runs() if run.status().get("state") in ENDED_STATES and run.has_checkpoint()
+        run for run in list_runs() if run.current_status().get("state") in ENDED_STATES and run.has_checkpoint()
     ]
 
 
 def model_label(choice: str) -> str:
     if choice == DEFAULT:
         return "Shipped default model"
+    run = Run(default_runs_dir() / choice)
     try:
-        run = Run(default_runs_dir() / choice)
         return f"Run {choice} ({run.config.model}, {run.status().get('state')})"
-    except (OSError, ValueError):
-        return f"Run {choice}"
+    except RunDamaged:
+        return f"Run {choice} (damaged settings)"
 
 
 def model_choices() -> list[str]:
@@ -77,4 +80,5 @@ def model_picker(key: str) -> str | None:
 
 
 def checkpoint_path(choice: str) -> Path:
-    return DEFAULT_MODEL_PATH if choice == DEFAULT else default_runs_dir() / choice / "checkpoint.pt"
+    """The checkpoint file of a choice; raises FileNotFoundError when it is gone."""
+    return resolve_checkpoint(DEFAULT if choice == DEFAULT else default_runs_dir() / choice)

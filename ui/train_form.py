@@ -6,6 +6,7 @@ import streamlit as st
 
 from mnist_core.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 from mnist_core.models import MODELS
+from mnist_core.policy import JobPolicy
 
 CUSTOM = "custom"
 LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
@@ -38,10 +39,10 @@ def _problem_slot() -> st.delta_generator.DeltaGenerator:
     return st.empty()
 
 
-def hyperparameters_ui(max_epochs: int | None = None) -> tuple[TrainConfig, dict[str, str]]:
+def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, dict[str, str]]:
     """Draw the form; return the config it describes and its problems by field.
 
-    `max_epochs` is the hosted demo's cap, stricter than TrainConfig's own limit."""
+    `policy` is the job runner's (the hosted demo's epoch cap is stricter than TrainConfig's own)."""
     if "form_model" not in st.session_state:
         load_into_form(TrainConfig(), "case-study")
     preset = st.selectbox("Preset", [CUSTOM, *PRESETS], key="form_preset", on_change=_on_preset_change,
@@ -89,8 +90,9 @@ def hyperparameters_ui(max_epochs: int | None = None) -> tuple[TrainConfig, dict
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
     config = TrainConfig(**st.session_state.get("form_other", {}), **values)
     problems = config.problems()
-    if max_epochs and "epochs" not in problems and config.epochs > max_epochs:
-        problems["epochs"] = f"this shared demo allows at most {max_epochs} epochs; run it locally for more"
+    epochs_problem = policy.epochs_problem(config) if policy and "epochs" not in problems else None
+    if epochs_problem:
+        problems["epochs"] = epochs_problem
     for field, message in problems.items():
         if field in slots:
             slots[field].error(message, icon=":material/error:")

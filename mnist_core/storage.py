@@ -1,0 +1,126 @@
+"""Writing files safely, and saying in plain words why a write failed.
+
+Every file the project writes (run status, config, events, checkpoints, marks) goes through
+here. `atomic_write_bytes` writes a temporary file beside the target and renames it over
+the target, so a reader, a crash or a full disk never leaves half a file. `StorageError`
+turns the operating system's "[Errno 28] No space left on device" (or PyTorch's
+"enforce fail at inline_container.cc") into a sentence that names the folder, says what is
+wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class StorageError(OSError):
+    """A file could not be written; the message names the folder and what to do."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error`, or anything in its chain, is the disk (or a quota) running out of room."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count / 1e3:,.0f} kB"
+
+
+def explain_write_error(error: BaseException, path: Path, needed_bytes: int | None = None) -> str:
+    """One sentence on why writing `path` failed, for people rather than programmers."""
+    folder = Path(path).parent
+    free = free_bytes(folder)
+    # PyTorch's zip writer reports a full disk as "enforce fail … unexpected pos": no errno to go by,
+    # so the free space decides when the write needed more room than the disk has.
+    short_of_room = needed_bytes is not None and free is not None and free < needed_bytes + (1 << 20)
+    if is_disk_full(error) or short_of_room:
+        need = f" {Path(path).name} needs about {_megabytes(needed_bytes)};" if needed_bytes else ""
+        left = f" {_megabytes(free)} is free" if free is not None else ""
+        return (f"The disk holding {folder} is full:{need}{left}. Free some space (or point MNIST_RUNS_DIR "
+                f"at a roomier folder) and try again; files written earlier are kept.")
+    if isinstance(error, OSError) and error.errno in READ_ONLY_ERRNOS:
+        return f"Cannot write in {folder}: {error.strerror.lower()}. Choose a folder this program may write to."
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+    return f"Could not write {path}: {reason}."
+
+
+def atomic_write_bytes(path: Path, write: Callable[[IO[bytes]], object], needed_bytes: int | None = None) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
+
+    Raises StorageError (an OSError) with a plain message when the write fails; `path` then
+    still holds its previous contents and no temporary file is left behind."""
+    path = Path(path)
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise StorageError(explain_write_error(error, path, needed_bytes)) from error
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; runs are meant to be shared
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, Exception) and not isinstance(error, StorageError):
+            raise StorageError(explain_write_error(error, path, needed_bytes)) from error
+        raise
+
+
+def overwrite_small_file(path: Path, data: bytes) -> None:
+    """Rewrite a small existing file in place, with one write call.
+
+    The fallback for recording a run's final state when the disk is full: a new file needs a
+    free block, but rewriting the block an existing small file already owns does not. It is
+    used only when `atomic_write_bytes` has failed, and only for files under one block."""
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one whole line to a text file, or nothing: a failed write is cut back off.
+
+    Readers see whole lines only; a full disk in the middle of a line must not leave a torn
+    last line behind for the next append to glue onto."""
+    data = line.encode() if line.endswith("\n") else (line + "\n").encode()
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(descriptor).st_size
+        try:
+            written = os.write(descriptor, data)
+            if written != len(data):  # a short write: the disk filled up mid-line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        except OSError as error:
+            try:
+                os.ftruncate(descriptor, start)
+            except OSError:
+                pass
+            raise StorageError(explain_write_error(error, path)) from error
+    finally:
+        os.close(descriptor)
