@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -100,15 +101,24 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mnist_core.jobs import execute_run
-    from mnist_core.runs import create_run
+    from mnist_core import slots
+    from mnist_core.jobs import execute_run, final_status
+    from mnist_core.runs import create_run, default_runs_dir
 
     try:
         config = _config_from_args(args).validate()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    run = create_run(config, args.runs_dir)
+    output_problem = _output_problem(args.output)
+    if output_problem:
+        print(f"error: --output: {output_problem}", file=sys.stderr)
+        return 2
+    runs_dir = args.runs_dir or default_runs_dir()
+    try:
+        run = create_run(config, runs_dir)
+    except OSError as error:  # a full disk or a folder we may not write: nothing was left behind
+        return _report_failure({"status": "failed", "model": config.model, "epochs": 0}, str(error))
     stop_requested = False
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop after this step; second: the default
@@ -118,18 +128,28 @@ def _train(args: argparse.Namespace) -> int:
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
     signal.signal(signal.SIGINT, on_interrupt)
-    bar = ProgressBar(compiling=config.compile_model)
     print(f"run folder: {run.path}", file=sys.stderr)
-    result = execute_run(run, args.data_dir, should_stop=lambda: stop_requested, on_event=bar.show)
+    base = {"run_dir": str(run.path), "model": config.model}
+    # MNIST_MAX_JOBS counts every process training into this runs folder, the app's jobs included.
+    try:
+        slot = slots.acquire(
+            runs_dir, slots.max_jobs(), holder=run.id, should_stop=lambda: stop_requested,
+            on_wait=lambda: print(f"waiting for a free training slot: {slots.max_jobs()} job(s) already train "
+                                  f"into {runs_dir} (MNIST_MAX_JOBS)...", file=sys.stderr),
+        )
+    except OSError as error:
+        return _report_failure({**base, "status": "failed", "epochs": 0}, str(error))
+    if slot is None:
+        _record(run, state="cancelled", message="Cancelled before it started.")
+        print(json.dumps({**base, "status": "cancelled", "epochs": 0}))
+        return 130
+    bar = ProgressBar(compiling=config.compile_model)
+    with slot:
+        result = execute_run(run, args.data_dir, should_stop=lambda: stop_requested, on_event=bar.show)
     outcome = result.outcome
-    if args.output and run.has_checkpoint():
-        import shutil
-
-        shutil.copyfile(run.checkpoint_path, args.output)
     summary = {
-        "status": run.status()["state"],
-        "run_dir": str(run.path),
-        "model": config.model,
+        **base,
+        "status": final_status(outcome)["state"],
         "device": run.status().get("device", ""),
         "epochs": len(result.epochs),
     }
@@ -143,22 +163,66 @@ def _train(args: argparse.Namespace) -> int:
         if config.compile_model:
             summary["compile_seconds"] = round(outcome.compile_seconds, 3)
     elif isinstance(outcome, Failed):
-        print(f"error: {outcome.message}", file=sys.stderr)
-        summary["error"] = outcome.message
+        return _report_failure(summary, outcome.message)
+    if args.output and run.has_checkpoint():
+        try:
+            _copy_checkpoint(run.checkpoint_path, args.output)
+        except OSError as error:
+            return _report_failure({**summary, "status": "finished-not-copied"}, str(error))
     print(json.dumps(summary))
     return 0 if isinstance(outcome, Finished) else (130 if stop_requested else 1)
 
 
+def _report_failure(summary: dict, message: str) -> int:
+    """The error on stderr and, as always, the JSON line last on stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    print(json.dumps({**summary, "error": message}))
+    return 1
+
+
+def _record(run, **fields) -> None:
+    try:
+        run.update_status(**fields)
+    except OSError:
+        pass  # the JSON line says it all the same
+
+
+def _output_problem(output: str | None) -> str | None:
+    """Why the checkpoint could not be copied to `output`, found before any training is done."""
+    if not output:
+        return None
+    from pathlib import Path
+
+    target = Path(output)
+    if target.is_dir():
+        return f"{output} is a folder; give a file name, e.g. {target / 'model.pt'}"
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return f"{output} cannot be written here (no permission)"
+    return None
+
+
+def _copy_checkpoint(source, output: str) -> None:
+    from pathlib import Path
+
+    from mnist_core.storage import atomic_write_bytes
+
+    data = Path(source).read_bytes()
+    atomic_write_bytes(Path(output), lambda file: file.write(data), needed_bytes=len(data))
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from mnist_core.checkpoint import CheckpointError
-    from mnist_core.data import DatasetMissing
+    from mnist_core.data import DatasetCorrupt, DatasetMissing
     from mnist_core.evaluate import evaluate
     from mnist_core.inference import resolve_checkpoint
 
     try:
         path = resolve_checkpoint(args.path)
         result = evaluate(path, train=args.split == "train", data_dir=args.data_dir)
-    except (FileNotFoundError, CheckpointError, DatasetMissing) as error:
+    except (FileNotFoundError, CheckpointError, DatasetMissing, DatasetCorrupt) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     mistakes = len(result.mistakes)

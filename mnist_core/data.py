@@ -6,6 +6,11 @@ progress reported to a callback; when that fails (offline) `DatasetMissing` says
 are needed and where they go. Nothing is ever written to a folder that already holds the
 files, so a read-only data folder works.
 
+Before a split is read, `check_files` checks the four IDX files (header, size, matching image
+and label counts, labels 0..9 and, for full-size files, the SHA-256 of the original), so a
+damaged file raises `DatasetCorrupt` naming the file and what to do rather than a raw error
+from torchvision or, worse, training on garbage. Each file is hashed once per process.
+
 Each split is read from disk once per process and kept as uint8 (47 MB for the training
 split). `Batches` keeps it on the training device and builds every batch there: no
 per-sample PIL conversion, no worker processes, and a fresh shuffle every epoch.
@@ -17,8 +22,11 @@ import gzip
 import hashlib
 import os
 import shutil
+import socket
+import struct
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +40,39 @@ DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 # and the Draw page all normalise through `normalize`, so they can never disagree.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 DOWNLOAD_TIMEOUT_SECONDS = 30
+# SHA-256 of the uncompressed originals: the files inside the .gz archives whose MD5s torchvision
+# lists in `datasets.MNIST.resources` / `datasets.FashionMNIST.resources`. Those MD5s only cover
+# the archives, while torchvision reads the unpacked files, so damage after unpacking (a flipped
+# block, a bad copy) would otherwise go unnoticed.
+ORIGINAL_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+# Only files of the original size are compared with the checksums above: smaller files in the
+# same format (tests, subsets a user made) are legitimate and have no known checksum.
+ORIGINAL_COUNTS = {"train": 60_000, "t10k": 10_000}
+IMAGES_MAGIC, LABELS_MAGIC = 0x0803, 0x0801
+IMAGE_SIZE = 28
 
 ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, file name)
 
 
 class DatasetMissing(FileNotFoundError):
     """The dataset's files are not in the data folder and could not be downloaded."""
+
+
+class DatasetCorrupt(ValueError):
+    """A dataset file is damaged: cut short, with a wrong header or labels, or not the original."""
 
 
 def default_data_dir() -> Path:
@@ -90,16 +125,35 @@ def download(
         target = folder / file_name.removesuffix(".gz")
         if target.is_file():
             continue
-        errors = []
+        reasons: list[str] = []
         for mirror in cls.mirrors:
             try:
                 _fetch_and_unpack(mirror + file_name, md5, target, on_progress)
                 break
             except Exception as error:  # noqa: BLE001 - any failure means: try the next mirror
-                errors.append(f"{mirror}: {error}")
+                reasons.append(download_failure_reason(error))
         else:
-            raise DatasetMissing(missing_message(dataset, data_dir, "; ".join(errors)))
+            # One reason per distinct cause: offline, every mirror fails the same way.
+            summary = "; ".join(dict.fromkeys(reasons))
+            raise DatasetMissing(missing_message(dataset, data_dir, f"{summary} ({len(reasons)} mirrors tried)"))
+    check_files(dataset, data_dir)  # the archives' MD5s say nothing about a file that was already there
     return folder
+
+
+def download_failure_reason(error: BaseException) -> str:
+    """Why one mirror failed, in words rather than urllib's "<urlopen error [Errno -3] …>"."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"the server answered {error.code} {error.reason}"
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, socket.gaierror):
+        return "no network connection (the download server's name could not be looked up)"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"the download server did not answer within {DOWNLOAD_TIMEOUT_SECONDS} s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "the download server refused the connection"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason) or type(reason).__name__
 
 
 def _fetch_and_unpack(url: str, md5: str, target: Path, on_progress: ProgressCallback | None) -> None:
@@ -124,6 +178,124 @@ def _fetch_and_unpack(url: str, md5: str, target: Path, on_progress: ProgressCal
     os.replace(partial, target)
 
 
+def check_files(dataset: str = "mnist", data_dir: str | Path | None = None) -> Path:
+    """Check the dataset's four IDX files before anyone reads them; raise `DatasetCorrupt` if one is damaged.
+
+    Per split: each file's header (IDX magic number, 28x28 images), its size against the count
+    in its header, the same count in the images and labels files, labels 0..9, and for files of
+    the original size the SHA-256 of the original. Returns the folder that holds the files.
+    """
+    folder = raw_folder(dataset, data_dir)
+    if not is_present(dataset, data_dir):
+        raise DatasetMissing(missing_message(dataset, data_dir))
+    for split in ("train", "t10k"):
+        images = folder / f"{split}-images-idx3-ubyte"
+        labels = folder / f"{split}-labels-idx1-ubyte"
+        image_count = _check_idx_file(images, IMAGES_MAGIC, dataset)
+        label_count = _check_idx_file(labels, LABELS_MAGIC, dataset)
+        if image_count != label_count:
+            raise DatasetCorrupt(
+                f"{images} holds {image_count:,} images but {labels} holds {label_count:,} labels: the images "
+                f"and labels of a split must match one to one, so one of the two files is damaged or they come "
+                f"from different copies. {_what_to_do(dataset, images, labels)}"
+            )
+        _check_label_values(labels, dataset)
+        if image_count == ORIGINAL_COUNTS[split]:
+            for path in (images, labels):
+                if _sha256_cached(path) != ORIGINAL_SHA256[dataset][path.name]:
+                    raise DatasetCorrupt(
+                        f"{path} differs from the original {DATASETS[dataset].__name__} file (its SHA-256 "
+                        f"checksum does not match): it is damaged. {_what_to_do(dataset, path)}"
+                    )
+    return folder
+
+
+def _what_to_do(dataset: str, *paths: Path) -> str:
+    name = DATASETS[dataset].__name__
+    if len(paths) == 1:
+        return (
+            f"Delete it so it is downloaded again, or replace it with the original {paths[0].name} "
+            f"(the unpacked {paths[0].name}.gz of {name}) in {paths[0].parent}."
+        )
+    return (
+        f"Delete both files so they are downloaded again, or replace them with the originals "
+        f"(the unpacked .gz files of {name}) in {paths[0].parent}."
+    )
+
+
+def _check_idx_file(path: Path, magic: int, dataset: str) -> int:
+    """Check an IDX file's header and size; return the number of images or labels it announces."""
+    kind, a_file = ("image", "an image file") if magic == IMAGES_MAGIC else ("label", "a label file")
+    header_size = 16 if magic == IMAGES_MAGIC else 8
+    with open(path, "rb") as file:
+        header = file.read(header_size)
+        size = os.fstat(file.fileno()).st_size
+    if header[:4] != struct.pack(">I", magic):
+        found = f"starts with {header[:4].hex(' ')}" if header else "is empty"
+        raise DatasetCorrupt(
+            f"{path} does not start with the IDX header of {a_file}: it should start with the bytes "
+            f"{struct.pack('>I', magic).hex(' ')} but {found}. {_what_to_do(dataset, path)}"
+        )
+    if len(header) < header_size:
+        raise DatasetCorrupt(
+            f"{path} is cut short: it has {size:,} bytes, fewer than the {header_size} bytes of an IDX {kind} "
+            f"file's header. {_what_to_do(dataset, path)}"
+        )
+    count = struct.unpack(">I", header[4:8])[0]
+    if magic == IMAGES_MAGIC:
+        rows, columns = struct.unpack(">II", header[8:16])
+        if (rows, columns) != (IMAGE_SIZE, IMAGE_SIZE):
+            raise DatasetCorrupt(
+                f"{path} holds images of {rows}x{columns} pixels, not {IMAGE_SIZE}x{IMAGE_SIZE}: its header is "
+                f"damaged or it does not hold {DATASETS[dataset].__name__} images. {_what_to_do(dataset, path)}"
+            )
+    expected = header_size + count * (IMAGE_SIZE * IMAGE_SIZE if magic == IMAGES_MAGIC else 1)
+    if size != expected:
+        problem = "is cut short" if size < expected else "is longer than its header says"
+        raise DatasetCorrupt(
+            f"{path} {problem}: its header announces {count:,} {kind}s ({expected:,} bytes) but the file has "
+            f"{size:,} bytes. {_what_to_do(dataset, path)}"
+        )
+    return count
+
+
+def _check_label_values(path: Path, dataset: str) -> None:
+    labels = path.read_bytes()[8:]  # at most 60,000 bytes
+    if labels and max(labels) > 9:
+        wrong = [position for position, label in enumerate(labels) if label > 9]
+        others = {1: "", 2: ", and 1 more label is out of range"}.get(
+            len(wrong), f", and {len(wrong) - 1:,} more labels are out of range"
+        )
+        raise DatasetCorrupt(
+            f"{path} holds the label {labels[wrong[0]]} (at index {wrong[0]:,}{others}); labels go from 0 to 9. "
+            f"{_what_to_do(dataset, path)}"
+        )
+
+
+def _sha256(file) -> str:
+    digest = hashlib.sha256()
+    while chunk := file.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+# Hashing a 47 MB file takes 0.1-0.2 s, so each file's checksum is kept for the process. The key
+# holds size and mtime so a file that is replaced (deleted and downloaded again, or copied over)
+# is hashed again. One lock for all: two threads asking at once hash the file once.
+_checksums: dict[tuple[str, int, int], str] = {}
+_checksums_lock = threading.Lock()
+
+
+def _sha256_cached(path: Path) -> str:
+    with _checksums_lock, open(path, "rb") as file:
+        # stat the open file, not the path, so the key describes the very bytes that are hashed
+        stat = os.fstat(file.fileno())
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _checksums:
+            _checksums[key] = _sha256(file)
+        return _checksums[key]
+
+
 _cache: dict[tuple[str, str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 _cache_lock = threading.Lock()
 
@@ -143,7 +315,9 @@ def load_split(
             if not is_present(dataset, root):
                 if not download_missing:
                     raise DatasetMissing(missing_message(dataset, root))
-                download(dataset, root, on_progress)
+                download(dataset, root, on_progress)  # checks the files it leaves
+            else:
+                check_files(dataset, root)
             split = DATASETS[dataset](str(root), train=train, download=False)
             _cache[key] = (split.data.contiguous(), split.targets.long())
         return _cache[key]

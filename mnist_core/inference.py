@@ -72,7 +72,7 @@ def load_model(spec: str | Path | None = None) -> tuple[nn.Module, TrainConfig]:
         if key not in _models:
             if len(_models) >= 8:
                 _models.pop(next(iter(_models)))
-            model, config = model_from_checkpoint(load_checkpoint(key[0]))
+            model, config = model_from_checkpoint(load_checkpoint(key[0]), key[0])
             # The same memory format as training (models.ModelSpec.channels_last): the same logits,
             # 1.5-2x faster wide convolutions on the CPU, and no slowdown for the seed model.
             if MODELS[config.model].channels_last:

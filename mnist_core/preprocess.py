@@ -49,7 +49,7 @@ class ImageError(ValueError):
 def canvas_to_mnist(image: np.ndarray) -> np.ndarray | None:
     """A float32 [28, 28] image in 0..1 (1 = ink), MNIST-style; None when there is no ink.
 
-    `image` is H x W x 4 (RGBA), H x W x 3 (RGB) or H x W (grayscale), uint8 or float 0..1,
+    `image` is H x W x 4 (RGBA), H x W x 3 (RGB) or H x W (grayscale), uint8, uint16 or float 0..1,
     of any size up to 4096 pixels a side, with light ink on dark, dark ink on light, or ink
     only in the alpha channel.
     """
@@ -103,7 +103,8 @@ def read_image(data: bytes) -> np.ndarray:
     """Decode an uploaded PNG or JPEG into a uint8 array for `canvas_to_mnist`.
 
     Raises ImageError with a message fit for the user when the file is too large, is not a
-    PNG or JPEG, or cannot be decoded. Big photos are shrunk to 1024 pixels a side.
+    PNG or JPEG, or cannot be decoded. Big photos are shrunk to 1024 pixels a side; 16-bit
+    grayscale PNGs are scaled to 0..255 by their 0..65535 range.
     """
     if len(data) > MAX_UPLOAD_BYTES:
         raise ImageError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
@@ -123,10 +124,34 @@ def read_image(data: bytes) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - any decoding failure means: not a usable image
         raise ImageError("This file is not a readable PNG or JPEG image.") from error
     picture = ImageOps.exif_transpose(picture)  # phone photos store their rotation separately
+    if picture.mode.startswith("I"):  # a 16-bit grayscale PNG: "I;16", or "I" in some Pillow versions
+        picture = _eight_bit_gray(picture)
     has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
     picture = picture.convert("RGBA" if has_alpha else "RGB")
     picture.thumbnail((UPLOAD_WORK_SIDE, UPLOAD_WORK_SIDE), Image.Resampling.BOX)
     return np.asarray(picture)
+
+
+def _eight_bit_gray(picture: Image.Image) -> Image.Image:
+    """An "L" (or "LA") image from a 16- or 32-bit integer grayscale one, scaled by its value range.
+
+    Pillow's own convert() clips such values at 255 instead of scaling them: grey ink (say
+    20000 of 65535) on a light background (60000) both become white, and no digit is found.
+    """
+    values = np.asarray(picture)
+    high = 65535.0  # 16-bit PNG samples; Pillow reads some as 32-bit "I" with the same values
+    low = min(float(values.min()), 0.0)
+    if picture.mode == "I" and values.max() > high:  # genuine 32-bit values: the image's own range
+        high = float(values.max())
+    scaled = values.astype(np.float32)  # in place from here: a 4096 x 4096 upload is 64 MB as float32
+    scaled -= low
+    scaled *= 255 / (high - low)
+    gray = Image.fromarray(np.round(scaled, out=scaled).astype(np.uint8))
+    transparent = picture.info.get("transparency")  # a PNG's one transparent grey level (tRNS)
+    if isinstance(transparent, int):
+        alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+        return Image.merge("LA", (gray, Image.fromarray(alpha)))
+    return gray
 
 
 def _validated(image: np.ndarray) -> np.ndarray:
@@ -141,12 +166,14 @@ def _validated(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"image sides must be 1 to {MAX_SIDE} pixels, got {image.shape[1]}x{image.shape[0]}")
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:  # 16-bit images (np.asarray of a 16-bit PNG): scaled, not clipped
+        return image.astype(np.float32) / 65535
     if np.issubdtype(image.dtype, np.floating):
         pixels = image.astype(np.float32)
         if not np.all((pixels >= 0) & (pixels <= 1)):  # also catches NaN
             raise ValueError("a float image must hold values from 0 to 1")
         return pixels
-    raise ValueError(f"expected a uint8 (0..255) or float (0..1) image, got dtype {image.dtype}")
+    raise ValueError(f"expected a uint8 (0..255), uint16 (0..65535) or float (0..1) image, got dtype {image.dtype}")
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:

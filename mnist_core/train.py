@@ -38,9 +38,9 @@ from mnist_core.storage import is_disk_full
 
 REPORT_EVERY_SECONDS = 0.2
 GUESSING_LOSS = math.log(10)  # cross-entropy of a model that gives each of the 10 classes 1/10
-# A mean training loss 100x that of guessing: no healthy run gets near it (every preset's
-# highest report stays below 3), while a learning rate of 10 reaches 1e15 within an epoch.
-LOSS_BLOWUP = 100 * GUESSING_LOSS
+# A mean training loss no healthy run gets near: the case study's early spike (the highest
+# report of any preset's first epoch) is about 18, while a learning rate of 10 reaches 1e15.
+LOSS_BLOWUP = 1000.0
 CHANCE_ACCURACY = 15.0  # percent: 10 % is guessing, a constant answer scores up to 11.35 % on MNIST's test set
 CHANCE_MIN_STEPS = 50  # an epoch this short may honestly not have learned yet
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler

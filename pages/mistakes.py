@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from mnist_core.checkpoint import CheckpointError
-from mnist_core.data import DatasetMissing, load_split
+from mnist_core.data import DatasetCorrupt, DatasetMissing, load_split
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
@@ -120,6 +120,9 @@ try:
         images, _ = load_split(config.dataset, train=False)
 except DatasetMissing as error:
     st.error(str(error), icon=":material/cloud_off:")
+    st.stop()
+except DatasetCorrupt as error:
+    st.error(str(error), icon=":material/broken_image:")
     st.stop()
 except (CheckpointError, FileNotFoundError) as error:
     st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")

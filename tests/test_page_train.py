@@ -93,7 +93,7 @@ def test_history_table_shows_every_run_with_its_results(app_env):
     table = at.dataframe[0].value
     assert len(table) == 2
     row = table[table["run"] == done.id].iloc[0]
-    assert row["best val acc %"] == 98.25 and row["model"] == "fast" and row["epochs"] == "2/2"
+    assert row["best val acc %"] == "98.25" and row["model"] == "fast" and row["epochs"] == "2/2"
     assert "failed" in table[table["run"] == failed.id].iloc[0]["status"]
 
 

@@ -1,12 +1,14 @@
 """Preprocessing: a digit pasted anywhere on a canvas, in any ink convention, comes back as MNIST made it."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_core.preprocess import ImageError, canvas_to_mnist, ink_map, read_image, stroke_width
+from mnist_core.preprocess import ImageError, _eight_bit_gray, canvas_to_mnist, ink_map, read_image, stroke_width
 from tests.conftest import real_data_dir
 
 CONVENTIONS = ("light-on-dark", "alpha-only", "dark-on-light")
@@ -216,3 +218,69 @@ def test_read_image_refuses_huge_dimensions_and_other_formats():
         read_image(png_bytes(Image.new("L", (5000, 8))))
     with pytest.raises(ImageError, match="Only PNG and JPEG"):
         read_image(png_bytes(Image.new("L", (20, 20)), "GIF"))
+
+
+def stroke_on(background: int, ink: int, dtype=np.uint16) -> tuple[np.ndarray, np.ndarray]:
+    """A 120 x 90 image of one background level with an L-shaped stroke of another; and where the stroke is."""
+    where = np.zeros((120, 90), dtype=bool)
+    where[20:100, 30:40] = True
+    where[90:100, 30:70] = True
+    return np.where(where, ink, background).astype(dtype), where
+
+
+def assert_ink_on_the_stroke(pixels: np.ndarray, where: np.ndarray) -> None:
+    found = ink_map(pixels)
+    assert found[where].mean() > 0.9 and found[~where].max() < 0.1
+    assert canvas_to_mnist(pixels) is not None
+
+
+@pytest.mark.parametrize(("background", "ink"), [(0, 30000), (60000, 20000), (65535, 40000), (2000, 16000)])
+def test_a_16_bit_png_with_grey_ink_is_scaled_not_clipped(background, ink):
+    values, where = stroke_on(background, ink)
+    picture = Image.fromarray(values)
+    assert picture.mode == "I;16"  # what Pillow makes of a 16-bit grayscale PNG, too
+    pixels = read_image(png_bytes(picture))
+    assert pixels.dtype == np.uint8 and pixels.shape == (120, 90, 3)
+    assert abs(int(pixels[0, 0, 0]) - round(background / 257)) <= 1 and abs(int(pixels[where][0, 0]) - round(ink / 257)) <= 1
+    assert_ink_on_the_stroke(pixels, where)
+    # The same image as 8 bits, or as a uint16 array handed straight to canvas_to_mnist, gives the same digit.
+    eight_bit = np.round(values / 257).astype(np.uint8)
+    np.testing.assert_allclose(canvas_to_mnist(pixels), canvas_to_mnist(eight_bit), atol=0.02)
+    np.testing.assert_allclose(canvas_to_mnist(values), canvas_to_mnist(eight_bit), atol=0.02)
+
+
+def test_a_16_bit_png_with_a_transparent_level_keeps_its_transparency():
+    values, where = stroke_on(0, 30000)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, "PNG", transparency=0)
+    pixels = read_image(buffer.getvalue())
+    assert pixels.shape == (120, 90, 4) and pixels[..., 3][~where].max() == 0 and pixels[..., 3][where].min() == 255
+    assert_ink_on_the_stroke(pixels, where)
+
+
+def test_32_bit_grayscale_is_scaled_by_16_bits_or_by_its_own_maximum():
+    values, where = stroke_on(60000, 20000, np.int32)
+    gray = np.asarray(_eight_bit_gray(Image.fromarray(values)))  # mode "I", as older Pillows read 16-bit PNGs
+    assert gray[0, 0] == round(60000 / 257) and gray[where].max() == round(20000 / 257)
+    values, where = stroke_on(0, 1_000_000, np.int32)
+    gray = np.asarray(_eight_bit_gray(Image.fromarray(values)))
+    assert gray[0, 0] == 0 and gray[where].min() == 255
+
+
+def png_48_bit_rgb(values: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG, written by hand: Pillow reads such files but cannot write them."""
+    height, width = values.shape[:2]
+    rows = b"".join(b"\x00" + values[row].astype(">u2").tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, colour type 2 = RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_48_bit_rgb_png_with_grey_ink_is_read_by_its_range():
+    values, where = stroke_on(60000, 20000)
+    pixels = read_image(png_48_bit_rgb(np.dstack([values] * 3)))  # Pillow gives 8-bit RGB, scaled
+    assert pixels.dtype == np.uint8 and pixels.shape == (120, 90, 3)
+    assert_ink_on_the_stroke(pixels, where)

@@ -126,3 +126,31 @@ def test_one_cycle_swings_beta1_unless_told_to_keep_the_configured_one():
     assert max(swung) == pytest.approx(0.95) and min(swung) < 0.9  # PyTorch's 0.95 -> 0.85 -> 0.95
     kept = beta1_over_ten_steps(TINY.replace(schedule="onecycle", adam_betas=(0.8, 0.9), cycle_momentum=False))
     assert kept == [0.8] * 10
+
+
+def test_a_loss_that_blows_up_without_nan_fails_as_diverged(tiny_data_dir):
+    result = fit(TrainConfig(model="seed", epochs=3, batch_size=16, lr=10), data_dir=tiny_data_dir)
+    assert isinstance(result.outcome, Failed)
+    message = result.outcome.message
+    assert "diverged" in message and "smaller learning rate than 10" in message
+
+
+def test_an_epoch_left_at_chance_fails_as_diverged_and_a_short_or_learning_one_does_not():
+    from mnist_core.train import chance_level_problem
+
+    stuck = EpochEnd(1, train_loss=2.31, val_loss=2.30, val_accuracy=11.35, seconds=5.0)
+    problem = chance_level_problem(stuck, steps=938, lr=0.5)
+    assert "no better than guessing" in problem and "11.3 %" in problem and "smaller learning rate than 0.5" in problem
+    assert chance_level_problem(stuck, steps=8, lr=0.5) is None  # a handful of steps may honestly not have learned
+    learning = EpochEnd(1, train_loss=2.2, val_loss=2.1, val_accuracy=14.0, seconds=5.0)
+    assert chance_level_problem(learning, steps=938, lr=0.5) is None  # its loss is below guessing's
+    assert chance_level_problem(EpochEnd(1, 2.4, 2.3, 60.0, 5.0), steps=938, lr=0.5) is None
+
+
+def test_a_listener_that_fails_on_the_last_event_does_not_escape(tiny_data_dir):
+    def listener(event):
+        if isinstance(event, Finished):
+            raise OSError(28, "No space left on device")
+
+    result = fit(TINY.replace(epochs=1), on_event=listener, data_dir=tiny_data_dir)
+    assert isinstance(result.outcome, Failed) and "No space left" in result.outcome.message
