@@ -101,3 +101,10 @@ def test_preset_values_are_kept_unless_an_option_overrides_them():
     assert not config.cycle_momentum
     assert _config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--cycle-momentum"])).cycle_momentum
     assert not _config_from_args(build_parser().parse_args(["train"])).compile_model
+
+
+def test_a_bad_output_path_is_refused_before_any_training(tiny_data_dir, runs_dir, tmp_path):
+    for output, reason in [(tmp_path / "missing-folder" / "model.pt", "does not exist"), (tmp_path, "is a folder")]:
+        done = cli("train", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--output", str(output))
+        assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr
+        assert not runs_dir.exists()  # refused before a run folder was made

@@ -126,3 +126,43 @@ def test_a_compiled_run_shows_its_compile_time_apart_and_the_form_can_ask_for_on
     assert at.checkbox(key="form_compile_model").value is False  # the case-study preset does not compile
     at.checkbox(key="form_compile_model").check().run()
     assert not at.exception and not at.error
+
+
+def test_a_damaged_run_folder_is_one_row_that_says_why_and_can_be_deleted(app_env):
+    fine = create_run(TrainConfig(model="fast", epochs=1), app_env)
+    fine.update_status(state="finished")
+    broken = create_run(TrainConfig(), app_env)
+    broken.update_status(state="finished")
+    (broken.path / "config.json").write_text('{"model": "seed", "epochs": ')
+    at = train_page()  # the newest run, the damaged one, is the one the live panel shows
+    assert not at.exception
+    assert any("damaged" in error.value and "not valid JSON" in error.value for error in at.error)
+    table = at.dataframe[0].value
+    assert len(table) == 2
+    assert table[table["run"] == broken.id].iloc[0]["status"].startswith("damaged: its config.json is not valid JSON")
+    assert table[table["run"] == fine.id].iloc[0]["status"] == "finished"
+
+    from mnist_core.runs import delete_run
+
+    delete_run(broken)  # what the row's Delete button calls (AppTest cannot select dataframe rows)
+    at = train_page()
+    assert not at.exception and list(at.dataframe[0].value["run"]) == [fine.id]
+
+
+def test_without_the_dataset_start_is_disabled_and_the_page_says_what_to_do(app_env, monkeypatch, tmp_path):
+    from mnist_core import data
+
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))
+    # Offline: every mirror refuses at once (a closed local port), as with no network at all.
+    monkeypatch.setattr(data.DATASETS["mnist"], "mirrors", ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"])
+    at = train_page()
+    assert not at.exception
+    assert start_button(at).disabled
+    warning = next(w.value for w in at.warning if "not on this machine" in w.value)
+    assert str((tmp_path / "no-data" / "MNIST" / "raw").resolve()) in warning and "train-images-idx3-ubyte" in warning
+    download = next(button for button in at.button if button.label == "Download MNIST now")
+    download.click().run()
+    assert not at.exception
+    failure = next(e.value for e in at.error if "download failed" in e.value.lower())
+    assert "refused the connection (2 mirrors tried)" in failure and "urlopen" not in failure
+    assert list_runs(app_env) == []  # nothing was started, so no run folder exists
