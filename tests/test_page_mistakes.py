@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import mnist_core.data
@@ -156,6 +157,20 @@ def test_unreadable_checkpoint_is_an_error_message(studio, tiny_data_dir, tmp_pa
     studio(runs)
     app = open_page()
     assert "could not be loaded" in app.error[0].value
+
+
+def test_a_checkpoint_with_invalid_settings_is_an_error_message_not_a_key_error(studio, tiny_data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    execute_run(create_run(WEAK, runs), tiny_data_dir)
+    path = newest_run(runs) / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"]["dataset"] = "xyz"
+    torch.save(checkpoint, path)
+    studio(runs)
+    app = open_page()
+    message = app.error[0].value
+    assert "could not be loaded" in message and "dataset: 'xyz' is not allowed" in message
+    assert str(tmp_path) not in message  # never the server's absolute path
 
 
 @pytest.mark.skipif(
