@@ -7,7 +7,9 @@ the job ends. Everything a page needs to show a job lives in its run folder, so 
 outlives the browser session that started it and any tab can re-attach to it.
 
 At most `MNIST_MAX_JOBS` jobs (default 1) train at once into one runs folder, counted across
-every process that uses it (`slots`); the rest wait in a queue. `submit` refuses, before any
+every process that uses it (`slots`); the rest wait in a queue. While no job trains, the
+runner keeps one standby worker that has already imported torch and read MNIST, so a job
+handed to it shows its first step about a second after Start instead of five (`worker --standby`). `submit` refuses, before any
 run folder exists, a job its policy forbids (`policy.QuotaExceeded`) or whose dataset is not
 on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a run folder
 removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +114,7 @@ class JobRunner:
         data_dir: str | Path | None = None,
         max_running: int | None = None,
         policy: JobPolicy | None = None,
+        standby: bool | None = None,
     ) -> None:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.data_dir = str(data_dir) if data_dir is not None else None
@@ -121,6 +125,11 @@ class JobRunner:
         self._running: dict[str, tuple[Run, subprocess.Popen]] = {}
         self._unrecorded: list[tuple[Run, int]] = []  # ended jobs whose end could not be written yet
         self._lock = threading.Lock()
+        # On by default; MNIST_STANDBY_WORKER=0 turns it off (it holds ~300 MB while it waits).
+        self.use_standby = standby if standby is not None else os.environ.get("MNIST_STANDBY_WORKER", "1") != "0"
+        self._standby: _Standby | None = None
+        with self._lock:
+            self._keep_a_standby()
         self._watcher = threading.Thread(target=self._watch, name="mnist-job-watcher", daemon=True)
         self._watcher.start()
 
@@ -192,17 +201,45 @@ class JobRunner:
             self._running[run.id] = (run, process)  # the child records its own pid when it starts
             self.problem = None
 
-    def _spawn(self, run: Run, slot: slots.Slot) -> subprocess.Popen:
+    def _worker_command(self) -> list[str]:
         # A fresh interpreter, not fork (unsafe in a threaded server) nor multiprocessing's
         # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
         # The data was checked at submit: a job never downloads behind the page's back.
-        command = [sys.executable, "-m", "mnist_core.worker", str(run.path), "--parent-pid", str(os.getpid()),
-                   "--no-download"]
-        if self.data_dir:
-            command += ["--data-dir", self.data_dir]
+        command = [sys.executable, "-m", "mnist_core.worker", "--parent-pid", str(os.getpid()), "--no-download"]
+        return command + (["--data-dir", self.data_dir] if self.data_dir else [])
+
+    def _spawn(self, run: Run, slot: slots.Slot) -> subprocess.Popen:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            process = standby.hand_over(run, slot, self.data_dir)
+            if process is not None:
+                return process
         with open(run.path / "worker.log", "ab") as log_file:
-            return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    pass_fds=(slot.descriptor,))
+            return subprocess.Popen([*self._worker_command(), str(run.path)], stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(slot.descriptor,))
+
+    def _keep_a_standby(self) -> None:  # called with the lock held
+        """Start a standby worker when none is waiting and no job trains (never beside a job,
+        so memory peaks no higher than one training process)."""
+        if not self.use_standby or self._running or self._queue:
+            return
+        if self._standby is not None and self._standby.alive(self.data_dir):
+            return
+        if self._standby is not None:
+            self._standby.close()
+        try:
+            self._standby = _Standby.start(self._worker_command(), self.data_dir)
+        except OSError as error:  # no standby: jobs start the slow way
+            log.warning("could not start a standby worker: %s", error)
+            self._standby = None
+
+    def close(self) -> None:
+        """Let the standby worker go (running jobs are not touched)."""
+        with self._lock:
+            self.use_standby = False
+            if self._standby is not None:
+                self._standby.close()
+                self._standby = None
 
     def _watch(self) -> None:
         while True:
@@ -229,6 +266,7 @@ class JobRunner:
                     continue
                 self._unrecorded.remove(ended)
             self._start_waiting_jobs()
+            self._keep_a_standby()
 
 
 def _record_unexpected_end(run: Run, exit_code: int) -> None:
@@ -246,3 +284,46 @@ def _record_unexpected_end(run: Run, exit_code: int) -> None:
             ended_at=time.time(),
             message=f"The training process {how}. Its output is in {run.path / 'worker.log'}.",
         )
+
+
+class _Standby:
+    """A worker process that has loaded everything and waits for a run on a Unix socket."""
+
+    def __init__(self, process: subprocess.Popen, channel: socket.socket, data_dir: str | None) -> None:
+        self.process = process
+        self.channel = channel
+        self.data_dir = data_dir
+
+    @classmethod
+    def start(cls, command: list[str], data_dir: str | None) -> _Standby:
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen([*command, "--standby", str(theirs.fileno())], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(process, ours, data_dir)
+
+    def alive(self, data_dir: str | None) -> bool:
+        return self.process.poll() is None and self.data_dir == data_dir
+
+    def hand_over(self, run: Run, slot: slots.Slot, data_dir: str | None) -> subprocess.Popen | None:
+        """Give it `run` and the slot; None (and it is closed) if it cannot take them."""
+        if not self.alive(data_dir):
+            self.close()
+            return None
+        try:
+            socket.send_fds(self.channel, [str(run.path).encode()], [slot.descriptor])
+        except OSError:
+            self.close()
+            return None
+        self.channel.close()
+        return self.process
+
+    def close(self) -> None:
+        self.channel.close()
+        if self.process.poll() is None:  # it holds no job and no slot: nothing is lost by ending it now
+            self.process.terminate()

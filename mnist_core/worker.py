@@ -1,36 +1,100 @@
-"""Entry point of one background training job: `python -m mnist_core.worker RUN_DIR`.
+"""Entry point of background training jobs: `python -m mnist_core.worker RUN_DIR`, or a standby.
 
 `JobRunner` starts it as a child process. It trains the run in its folder at a lower CPU
 priority than the server, and stops (marking the run interrupted) if the server that
-started it goes away, since nobody would be watching and it would hold the CPU. It inherits
-the runner's training slot (`slots`) and holds it until it exits. With `--no-download` a
-missing dataset is a failure, never a download.
+started it goes away, since nobody would be watching and it would hold the CPU. It holds the
+runner's training slot (`slots`) until it exits. With `--no-download` a missing dataset is a
+failure, never a download.
+
+`--standby SOCKET_FD` starts a worker before there is a job: it imports torch and the
+engine and reads MNIST from disk (the 4-5 s a fresh process spends before its first step),
+then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
+in one message (SCM_RIGHTS); it then trains that run exactly as a fresh worker would. If the
+runner goes away first, the socket closes and the standby exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from pathlib import Path
 
-from mnist_core.jobs import execute_run
-from mnist_core.runs import Run
+HANDOFF_BYTES = 4096  # a run folder's path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", nargs="?")
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--data-dir")
     parser.add_argument("--no-download", action="store_true", help="fail, rather than download, if data is missing")
+    parser.add_argument("--standby", type=int, metavar="SOCKET_FD", help="load everything, then wait for a run")
     args = parser.parse_args(argv)
     try:
         os.nice(5)  # the server's script threads come first on a small machine
     except OSError:
         pass
-    run = Run(Path(args.run_dir))
+    if args.standby is not None:
+        run_dir = _wait_for_run(args.standby, args.data_dir)
+        if run_dir is None:
+            return 0  # the runner closed the socket: no job came
+    elif args.run_dir:
+        run_dir = args.run_dir
+    else:
+        parser.error("give a run folder, or --standby")
+    return _train(Path(run_dir), args)
+
+
+def _wait_for_run(socket_fd: int, data_dir: str | None) -> str | None:
+    """Preload, then block until the runner sends a run folder (and the slot's descriptor)."""
+    _preload(data_dir)
+    channel = socket.socket(fileno=socket_fd)
+    try:
+        message, descriptors, _, _ = socket.recv_fds(channel, HANDOFF_BYTES, 1)
+    except OSError:
+        return None
+    finally:
+        channel.close()
+    if not message:
+        return None
+    # The slot's descriptor stays open, unused, until this process exits: holding it is holding the slot.
+    run_dir = message.decode()
+    _log_to(Path(run_dir) / "worker.log")
+    return run_dir
+
+
+def _preload(data_dir: str | None) -> None:
+    """What a job would do first: import the engine and read MNIST (when it is there) into memory."""
+    from mnist_core import train  # noqa: F401 - torch and the models, imported once, now
+    from mnist_core.data import is_present, load_split
+
+    if is_present("mnist", data_dir):
+        try:
+            load_split("mnist", True, data_dir, download_missing=False)
+            load_split("mnist", False, data_dir, download_missing=False)
+        except (OSError, ValueError):
+            pass  # the job itself will meet the problem and report it
+
+
+def _log_to(path: Path) -> None:
+    """Send this process's output to the run's worker.log, as a freshly started worker's is."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return  # a full disk: the job reports that itself
+    os.dup2(descriptor, sys.stdout.fileno())
+    os.dup2(descriptor, sys.stderr.fileno())
+    os.close(descriptor)
+
+
+def _train(run_dir: Path, args: argparse.Namespace) -> int:
+    from mnist_core.jobs import execute_run
+    from mnist_core.runs import Run
+
+    run = Run(run_dir)
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
     try:
         execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)

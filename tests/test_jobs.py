@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mnist_core import jobs
+from mnist_core import jobs, slots
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing
 from mnist_core.events import EpochEnd, Finished
@@ -145,3 +145,29 @@ def test_hosted_limits_are_enforced_by_the_runner_itself(tiny_data_dir, runs_dir
     for run in [*others, first]:
         runner.cancel(run)
     assert wait_for(lambda: first.status()["state"] == "cancelled", timeout=30)
+
+
+def test_a_standby_worker_takes_the_next_job_with_its_slot_and_a_new_one_waits_after(tiny_data_dir, runs_dir):
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=True)
+    try:
+        standby = runner._standby.process
+        assert wait_for(lambda: standby.poll() is None)
+        run = runner.submit(SLOW)
+        assert wait_for(lambda: run.status()["state"] == "running" and run.events())
+        assert run.status()["pid"] == standby.pid  # the waiting process is the one that trains
+        assert slots.holders(runs_dir) == 1  # it received the slot along with the run
+        assert runner._standby is None  # no second torch process beside a training one
+        runner.cancel(run)
+        assert wait_for(lambda: run.status()["state"] == "cancelled", timeout=30)
+        assert wait_for(lambda: slots.holders(runs_dir) == 0, timeout=10)
+        assert (run.path / "worker.log").exists()  # its output goes where a fresh worker's would
+        assert wait_for(lambda: runner._standby is not None and runner._standby.process.pid != standby.pid, 10)
+    finally:
+        runner.close()
+
+
+def test_without_a_standby_jobs_start_the_same_way(tiny_data_dir, runs_dir):
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    run = runner.submit(QUICK)
+    assert runner._standby is None
+    assert wait_for(lambda: run.status()["state"] == "finished")
