@@ -1,6 +1,6 @@
 """The Train page's curves: what a one-epoch run (the fast preset) shows."""
 
-from mnist_core.events import EpochEnd
+from mnist_core.events import EpochEnd, Progress
 from ui.charts import validation_figure
 
 
@@ -27,3 +27,13 @@ def test_the_latest_accuracy_label_stays_off_the_line():
     assert validation_figure(falling, epochs=3).data[0].textposition == "bottom left"  # the line comes from above
     # The loss axis picks its own round ticks (Streamlit's theme would sync them to the accuracy grid).
     assert validation_figure(falling, epochs=3).layout.yaxis2.tickmode == "auto"
+
+
+def test_the_loss_chart_before_its_first_point_has_no_negative_axis_and_says_what_comes():
+    from ui.charts import training_loss_figure
+
+    empty = training_loss_figure([], epochs=1)
+    assert tuple(empty.layout.yaxis.range) == (0, 2.5) and empty.layout.yaxis.showticklabels is False
+    assert "first training step" in empty.layout.annotations[0].text
+    drawn = training_loss_figure([Progress(1, 1, 10, 2.3, 1000.0, 0.1), Progress(1, 2, 10, 1.9, 1000.0, 0.2)], 1)
+    assert drawn.layout.yaxis.rangemode == "tozero" and not drawn.layout.annotations

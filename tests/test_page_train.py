@@ -15,6 +15,7 @@ from mnist_core.runs import create_run, list_runs
 def app_env(monkeypatch, tiny_data_dir, runs_dir):
     monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_data_dir))
     monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("MNIST_STANDBY_WORKER", "0")  # no torch process per test's runner; tests/test_jobs.py covers it
     st.cache_resource.clear()  # a fresh job runner for this runs folder
     st.cache_data.clear()
     yield runs_dir
@@ -166,3 +167,14 @@ def test_without_the_dataset_start_is_disabled_and_the_page_says_what_to_do(app_
     failure = next(e.value for e in at.error if "download failed" in e.value.lower())
     assert "refused the connection (2 mirrors tried)" in failure and "urlopen" not in failure
     assert list_runs(app_env) == []  # nothing was started, so no run folder exists
+
+
+def test_the_form_offers_fashion_mnist_and_says_when_its_files_are_missing(app_env):
+    at = train_page()
+    assert at.session_state["form_dataset"] == "mnist"
+    at.session_state["form_dataset"] = "fashion-mnist"  # what clicking "Fashion-MNIST clothes" does
+    at.run()
+    assert not at.exception
+    assert any("FashionMNIST is not on this machine yet" in warning.value for warning in at.warning)
+    assert start_button(at).disabled
+    assert any(button.label == "Download FashionMNIST now" for button in at.button)

@@ -58,6 +58,12 @@ def training_loss_figure(events: list[Event], epochs: int | None = None) -> go.F
     figure = go.Figure()
     figure.add_scatter(x=x, y=loss, mode="lines", name="per step", line=dict(color=PALETTE[0], width=1), opacity=0.3)
     figure.add_scatter(x=x, y=smooth(loss), mode="lines", name="smoothed", line=dict(color=PALETTE[0], width=2.5))
+    if len(x):
+        figure.update_yaxes(rangemode="tozero")  # cross-entropy is never negative
+    else:  # no point yet: say so, rather than draw an axis from -1 to 4 with nothing on it
+        figure.add_annotation(text="Appears with the first training step", showarrow=False, x=0.5, y=0.5,
+                              xref="paper", yref="paper", font=dict(color="#888", size=14))
+        figure.update_yaxes(range=[0, 2.5], showticklabels=False)
     return _layout(figure, "Training loss", "cross-entropy", epochs)
 
 

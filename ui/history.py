@@ -10,7 +10,7 @@ import streamlit as st
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, list_runs, summarize
 from ui.charts import compare_figures
 from ui.hosted import may_delete
-from ui.live_run import duration, open_in_buttons, watch
+from ui.live_run import POLL_SECONDS, duration, open_in_buttons, watch
 from ui.state import runner
 from ui.train_form import load_into_form
 
@@ -54,8 +54,14 @@ def _row(summary: RunSummary) -> dict:
 
 
 def run_history() -> None:
-    runs = list_runs()
+    """The history table; while any run is queued or running it refreshes with the live panel."""
     st.subheader("Run history")
+    active = any(run.current_status().get("state") in ACTIVE_STATES for run in list_runs())
+    st.fragment(_history, run_every=POLL_SECONDS if active else None)()
+
+
+def _history() -> None:
+    runs = list_runs()
     if not runs:
         st.caption("Finished, stopped and failed runs will be listed here.")
         return

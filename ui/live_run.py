@@ -16,6 +16,9 @@ from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
 POLL_SECONDS = 0.75  # "at least once a second", without redrawing more often than people can see
+# Until the first step is drawn, poll faster: with a standby worker the first point exists
+# about 0.3 s after Start, and that wait is the one people notice.
+FIRST_POINT_POLL_SECONDS = 0.25
 
 
 def watch(run: Run) -> None:
@@ -42,17 +45,22 @@ def live_run_panel() -> None:
         st.info("No runs yet. Choose settings on the left and press **Start training**; "
                 "the curves will grow here while it trains.", icon=":material/monitoring:")
         return
-    active = run.current_status().get("state") in ACTIVE_STATES
+    summary = summarize(run)
+    active = summary.state in ACTIVE_STATES
+    waiting_for_first_point = active and summary.last_progress is None
     # Poll only while something can change; a finished run is drawn once.
-    st.fragment(_panel, run_every=POLL_SECONDS if active else None)(run, active)
+    every = (FIRST_POINT_POLL_SECONDS if waiting_for_first_point else POLL_SECONDS) if active else None
+    st.fragment(_panel, run_every=every)(run, active, waiting_for_first_point)
 
 
-def _panel(run: Run, was_active: bool) -> None:
+def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) -> None:
     events = run.events()
     summary = summarize(run, events)
     state = summary.state
     if was_active and state not in ACTIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page (summary, history) once
+    if waiting_for_first_point and summary.last_progress is not None:
+        st.rerun()  # the first point is here: redraw once, polling at the calmer pace from now on
     header, stop = st.columns([4, 1])
     header.subheader(f"Run {run.id}")
     if summary.damaged:

@@ -71,8 +71,11 @@ def model_picker(key: str) -> str | None:
     if not choices:
         return None
     current = selected_model()
+    if st.session_state.get(key) != current:  # the shared choice wins (e.g. set by Train's "Open in …")
+        st.session_state[key] = current
+    # The callback runs before the rerun, so the sidebar (drawn before this page) already shows the new choice.
     choice = st.selectbox(
-        "Model", choices, index=choices.index(current), format_func=model_label, key=key,
+        "Model", choices, format_func=model_label, key=key, on_change=lambda: select_model(st.session_state[key]),
         help="The shipped model, or any run with a checkpoint. The Train page's 'Open in …' buttons choose one.",
     )
     select_model(choice)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
 
 CUSTOM = "custom"
 LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
-DEVICE_LABELS = {"auto": "auto (GPU if there is one)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
-FIELDS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "device",
+DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU"}
+DATASET_LABELS = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothes"}
+FIELDS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "device",
           "weight_decay", "label_smoothing", "augment", "train_subset", "compile_model")
 
 
@@ -50,6 +51,9 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
                           help="Fills in the form. Change any value afterwards.")
     st.caption(PRESETS[preset].description if preset in PRESETS else "Your own settings.")
     slots: dict[str, st.delta_generator.DeltaGenerator] = {}
+    st.segmented_control("Dataset", DATASETS, key="form_dataset", format_func=DATASET_LABELS.get, required=True,
+                         help="Fashion-MNIST has the same shape as MNIST (28×28, 10 classes) with clothes instead "
+                              "of digits: a harder test for the same models.")
     model = st.selectbox("Model", list(MODELS), key="form_model",
                          format_func=lambda name: f"{name} ({_parameter_count(name):,} parameters)")
     st.caption(MODELS[model].description if model in MODELS else "")
@@ -73,7 +77,8 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
     with right:
         st.selectbox("Schedule", SCHEDULES, key="form_schedule",
                      help="onecycle: warm up, then anneal; cosine: anneal from the start.")
-        st.selectbox("Device", DEVICES, key="form_device", format_func=DEVICE_LABELS.get)
+        st.selectbox("Device", DEVICES, key="form_device", format_func=DEVICE_LABELS.get,
+                     help="Auto: a CUDA GPU if there is one, else an Apple GPU, else the CPU.")
         slots["device"] = _problem_slot()
     with st.expander("More settings"):
         st.checkbox("Augment (small random shifts, rotations, zoom)", key="form_augment")
