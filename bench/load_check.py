@@ -266,8 +266,9 @@ def cpu_used_between(before: dict[int, tuple[str, float]], after: dict[int, tupl
     return used
 
 
-def start_server(port: int, data_dir: Path, runs_dir: Path, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "MNIST_HOSTED": "1", "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir)}
+def start_server(port: int, data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool = True) -> subprocess.Popen:
+    env = {**os.environ, "MNIST_HOSTED": "1" if hosted else "", "MNIST_DATA_DIR": str(data_dir),
+           "MNIST_RUNS_DIR": str(runs_dir)}
     with open(log_path, "w") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

@@ -1,0 +1,114 @@
+"""What a person waits for after pressing Start: click -> first point, and click -> summary.
+
+One run of this script starts `streamlit run app.py` twice on a temporary runs folder, once
+with the standby worker (the default) and once without (`MNIST_STANDBY_WORKER=0`), and in
+each opens the Train page in headless Chromium, picks the Fast preset and presses Start
+`--runs` times. It measures, on the browser's clock, from the click to:
+
+- the first point: the progress line "Epoch 1/1 · step …" appears (drawn with the first
+  training step's point);
+- the summary: the "Test accuracy" metric appears.
+
+Between runs it waits a few seconds, as a person reading the result would, so the standby
+worker is ready again. The browser runs on this machine, as it does when someone uses the
+app locally, so the figures include its share of the 2 cores.
+
+    MNIST_DATA_DIR=/path/to/data python bench/start_latency.py [--runs 3] [--browser /usr/bin/chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.load_check import CHROMIUM_FLAGS, start_server, stop_server, wait_until_healthy  # noqa: E402
+
+MEASURE = """async () => {
+  const started = performance.now();
+  const seen = text => document.body.innerText.includes(text);
+  document.querySelector('[data-testid="stBaseButton-primary"]').click();
+  const times = {};
+  await new Promise(resolve => {
+    const check = () => {
+      const now = performance.now();
+      if (!times.first && seen('Epoch 1/1')) times.first = now - started;
+      if (!times.summary && seen('Test accuracy')) { times.summary = now - started; return resolve(); }
+      if (now - started > 300000) return resolve();
+      requestAnimationFrame(check);
+    };
+    check();
+  });
+  return times;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) -> list[dict]:
+    os.environ["MNIST_STANDBY_WORKER"] = "1" if standby else "0"  # start_server passes the environment on
+    port = free_port()
+    with tempfile.TemporaryDirectory() as runs_dir:
+        server = start_server(port, data_dir, Path(runs_dir), Path(runs_dir) / "server.log", hosted=False)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_healthy(url, server)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_role("button", name="Start training").wait_for()
+            page.get_by_text("Case study").first.click()  # the Preset selectbox shows its value
+            page.get_by_role("option", name="Fast").click()
+            page.get_by_text("99 % after one epoch").wait_for()
+            time.sleep(settle_s)  # the server's first runner has just started its standby: let it load
+            results = []
+            for _ in range(runs):
+                times = page.evaluate(MEASURE)
+                results.append(times)
+                print(f"  standby {'on ' if standby else 'off'}: click -> first point {times.get('first', 0) / 1000:.2f} s, "
+                      f"click -> summary {times.get('summary', 0) / 1000:.2f} s", flush=True)
+                time.sleep(settle_s)
+            page.close()
+            return results
+        finally:
+            stop_server(server)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=8.0, help="seconds between runs")
+    parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium")
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR") or "data")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.browser, args=CHROMIUM_FLAGS)
+        try:
+            found = {standby: measure(browser, Path(args.data_dir), args.runs, standby, args.settle)
+                     for standby in (True, False)}
+        finally:
+            browser.close()
+    print(f"\nFast preset, {args.runs} runs each, browser on this machine (median):")
+    for standby, results in found.items():
+        first = statistics.median(r.get("first", float("nan")) for r in results) / 1000
+        summary = statistics.median(r.get("summary", float("nan")) for r in results) / 1000
+        print(f"  standby worker {'on ' if standby else 'off'}: click -> first point {first:.2f} s, "
+              f"click -> summary {summary:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
