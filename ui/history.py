@@ -10,7 +10,7 @@ import streamlit as st
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, list_runs, summarize
 from ui.charts import compare_figures
 from ui.hosted import may_delete
-from ui.live_run import POLL_SECONDS, duration, open_in_buttons, watch
+from ui.live_run import POLL_SECONDS, TRAIN_TIME_HELP, duration, open_in_buttons, watch
 from ui.state import runner
 from ui.train_form import load_into_form
 
@@ -73,6 +73,7 @@ def _history() -> None:
         on_select="rerun",
         selection_mode="multi-row",
         key="history_table",
+        column_config={"train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP)},
     )
     chosen = [runs[i] for i in table.selection.rows if i < len(runs)]
     if not chosen:

@@ -19,6 +19,8 @@ POLL_SECONDS = 0.75  # "at least once a second", without redrawing more often th
 # Until the first step is drawn, poll faster: with a standby worker the first point exists
 # about 0.3 s after Start, and that wait is the one people notice.
 FIRST_POINT_POLL_SECONDS = 0.25
+TRAIN_TIME_HELP = ("Time spent training, the same figure as in the run history: the training steps and the "
+                   "model's data-dependent preparation, not loading data, compiling or validating.")
 
 
 def watch(run: Run) -> None:
@@ -111,7 +113,7 @@ def _summary(run: Run, summary: RunSummary, events: list) -> None:
     if finished:
         columns = st.columns(4)
         columns[0].metric("Test accuracy", f"{finished.test_accuracy:.2f} %")
-        columns[1].metric("Training time", duration(summary.train_seconds))
+        columns[1].metric("Training time", duration(summary.train_seconds), help=TRAIN_TIME_HELP)
         columns[2].metric("Device", summary.device or "?")
         columns[3].metric("Images per second", f"{finished.images_per_second:,.0f}")
         if finished.compile_seconds:

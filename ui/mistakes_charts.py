@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 INDIGO = "#4f46e5"  # the app's primary colour (.streamlit/config.toml)
 MUTED = "#c7cad1"
@@ -41,6 +42,26 @@ def thumbnail(image: np.ndarray, scale: int = 3) -> np.ndarray:
     """A 28x28 uint8 digit as dark ink on white paper, enlarged with sharp (nearest) pixels."""
     ink = 255 - np.asarray(image, dtype=np.uint8)
     return ink.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def fit_square(image: np.ndarray, side: int, background: tuple[int, int, int] = (240, 242, 246)) -> np.ndarray:
+    """A picture of any shape scaled (keeping its proportions) into a side x side RGB uint8 square.
+
+    It is centred on a light grey background, so its own edges show even when it is white
+    paper; transparent parts are shown over white, as a browser shows them on the page.
+    Small pictures are enlarged with sharp pixels, big ones shrunk smoothly.
+    """
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if picture.mode in ("RGBA", "LA"):
+        paper = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(paper, picture.convert("RGBA"))
+    picture = picture.convert("RGB")
+    scale = side / max(picture.size)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    picture = picture.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), background)
+    square.paste(picture, ((side - size[0]) // 2, (side - size[1]) // 2))
+    return np.asarray(square)
 
 
 def _compact(figure: go.Figure, height: int, title: str) -> go.Figure:
@@ -130,19 +151,40 @@ def confusion_figure(
 
 
 def probabilities_figure(probabilities: np.ndarray, true_class: int, predicted_class: int) -> go.Figure:
-    """The model's probability for each class: the prediction in red, the right answer in indigo."""
-    classes = list(range(len(probabilities)))
-    colours = [RED if c == predicted_class else INDIGO if c == true_class else MUTED for c in classes]
-    figure = go.Figure(
-        go.Bar(
-            x=classes, y=np.asarray(probabilities) * 100, marker_color=colours,
-            text=[f"{p:.0%}" if p >= 0.005 else "" for p in probabilities], textposition="outside",
+    """The model's probability for each class: the prediction in red, the right answer in indigo.
+
+    One bar trace per colour, so a legend above the plot names them; the other classes stay
+    grey and out of the legend. Clicking the legend hides nothing: every bar stays in view.
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    classes = np.arange(len(probabilities))
+    if true_class == predicted_class:
+        groups = [(f"prediction = truth: {predicted_class}", RED, classes == predicted_class)]
+    else:
+        groups = [(f"truth: {true_class}", INDIGO, classes == true_class),
+                  (f"prediction: {predicted_class}", RED, classes == predicted_class)]
+    others = ~np.isin(classes, [true_class, predicted_class])
+    figure = go.Figure()
+    for name, colour, chosen in [*groups, ("other digits", MUTED, others)]:
+        shown = probabilities[chosen]
+        figure.add_bar(
+            x=classes[chosen], y=shown * 100, name=name, marker_color=colour, showlegend=colour != MUTED,
+            text=[f"{p:.0%}" if p >= 0.005 else "" for p in shown], textposition="outside", cliponaxis=False,
             hovertemplate="digit %{x}: %{y:.2f} %<extra></extra>",
         )
-    )
     figure.update_yaxes(range=[0, 112], title="probability %", gridcolor="#f1f1f4")
-    figure.update_xaxes(tickmode="array", tickvals=classes, title="digit")
-    return _compact(figure, 260, "What the model thought")
+    figure.update_xaxes(tickmode="array", tickvals=list(classes), title="digit", range=[-0.6, len(classes) - 0.4])
+    _compact(figure, 290, "What the model thought")
+    figure.update_layout(
+        barmode="overlay",  # one trace per x: bars stay centred on their digit, not grouped side by side
+        showlegend=True,
+        # A row of its own between the title and the plot, left-aligned, so it fits a phone's width.
+        legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom", font=dict(size=13),
+                    itemclick=False, itemdoubleclick=False, traceorder="normal"),
+        margin=dict(t=70),
+        title=dict(y=0.97, yanchor="top"),
+    )
+    return figure
 
 
 def saliency_overlay(image: np.ndarray, attribution: np.ndarray, scale: int = 8) -> np.ndarray:

@@ -1,21 +1,76 @@
-"""Making sure every page runs inside app.py's frame (navigation, sidebar, wide layout).
+"""app.py's frame (navigation, sidebar, wide layout) around every page, from the first paint on.
 
-Until some session has called `st.navigation`, Streamlit treats a `pages/` folder the old
-way and runs a page file on its own: the first visitor of a fresh server who opens a link
-like /mistakes would get the page without the app around it. `require_app_shell()` turns
-that old mode off and reruns, so the request goes through app.py like every later one.
+Until some script run has called `st.navigation`, Streamlit 1.67 treats the `pages/` folder the
+old way (`PagesManager.uses_pages_directory`, set when the first session starts). For that first
+run it builds a menu from the file names, "app / draw / mistakes / train"
+(`_mpa_v1` in streamlit/runtime/scriptrunner/script_runner.py), and for a link like /draw it
+runs pages/draw.py on its own, without app.py around it. The project keeps that folder, so
+with supported means only:
+
+- `.streamlit/config.toml` sets `client.showSidebarNavigation = false`, so that old menu goes
+  out hidden (`_mpa_v1` passes position "hidden" then) and is never drawn. The option also hides
+  `st.navigation`'s own sidebar menu (commands/navigation.py turns "sidebar" into HIDDEN, and
+  the browser keeps `hideSidebarNav` from the session's first message), so `app_navigation()`
+  draws the menu itself with `st.page_link`, which that option leaves alone.
+- app.py calls `app_navigation()` before anything slow is imported, so the menu is on screen
+  while PyTorch loads.
+- `require_app_shell()`, the first call of every page, sends a page that was started on its own
+  in the old mode through app.py: `st.navigation` ends the old mode for the whole server, and a
+  rerun with the same page asked for then runs app.py, which runs the page inside its frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+PAGES = (  # (file relative to app.py, title, icon); the first is the default page
+    ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/mistakes.py", "Mistakes", ":material/error:"),
+    ("pages/draw.py", "Draw", ":material/draw:"),
+)
+
+_inside_app: ContextVar[bool] = ContextVar("inside_app", default=False)
+
+
+def app_pages() -> list[st.Page]:
+    """The app's pages. Raises StreamlitPageNotFoundError where the main script is not app.py."""
+    return [st.Page(path, title=title, icon=icon, default=index == 0) for index, (path, title, icon) in enumerate(PAGES)]
+
+
+def app_navigation() -> st.Page:
+    """Register the pages, draw the menu at the top of the sidebar and return the page to run."""
+    pages = app_pages()
+    page = st.navigation(pages, position="hidden")  # the menu below replaces the built-in one
+    with st.sidebar:
+        for each in pages:
+            st.page_link(each, width="stretch")  # the current page is drawn highlighted and bold
+        st.divider()
+    return page
+
+
+@contextmanager
+def inside_app() -> Iterator[None]:
+    """Run a page in here: its `require_app_shell()` then knows that app.py is around it."""
+    token = _inside_app.set(True)
+    try:
+        yield
+    finally:
+        _inside_app.reset(token)
 
 
 def require_app_shell() -> None:
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the old mode: nothing to do
+    """Rerun through app.py where this page was started on its own in the old `pages/` mode."""
+    if _inside_app.get():
         return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    try:
+        # st.navigation ends the old mode for the server and resolves to this same page; the menu
+        # it draws goes out now, and app.py's run draws the very same one in the same place.
+        app_navigation()
+    except StreamlitPageNotFoundError:  # the page is the main script itself (AppTest,
+        return  # `streamlit run pages/draw.py`): there is no app.py to run it in
+    st.rerun()
