@@ -9,13 +9,15 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from mnist_core.inference import probabilities, resolve_model, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
-from ui.mistakes_charts import INDIGO, MUTED, saliency_overlay, thumbnail
+from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
 from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker
 
 require_app_shell()
 
 CANVAS_SIDE = 280  # pixels: fits a phone screen and leaves room for a fingertip
+MODEL_VIEW_SCALE = 7  # the 28x28 the model sees, 196 pixels wide (200 framed) whether saliency is on or off
+UPLOAD_PREVIEW_SIDE = 140  # the uploaded picture beside it: both fit side by side on a 390-pixel phone
 ROUND = "draw_canvas_round"  # bumped by Clear; the canvas redraws itself empty when it changes
 
 
@@ -24,27 +26,34 @@ def clear_canvas() -> None:
 
 
 def drawing_ui() -> np.ndarray | None:
-    """The canvas with a pen-width slider and a Clear button; returns its RGBA pixels."""
+    """The canvas, with a pen-width slider and a Clear button under it; returns its RGBA pixels."""
     try:  # the canvas registers a Streamlit component on import, so import it only here
         from streamlit_drawable_canvas import st_canvas
     except Exception:  # noqa: BLE001 - the page still works through uploads
         st.warning("The drawing canvas is not available here; upload a picture of a digit instead.")
         return None
-    pen = st.slider("Pen width", 6, 40, 18, key="draw_pen", help="In canvas pixels; thin or thick both work.")
-    canvas = st_canvas(
-        stroke_width=pen,
-        stroke_color="#FFFFFF",
-        background_color="#000000",
-        width=CANVAS_SIDE,
-        height=CANVAS_SIDE,
-        update_streamlit=True,
-        return_image_data=True,
-        # Clear empties the same canvas through a new (empty) initial drawing. A new key would
-        # mount a new canvas instead, and a stroke made while it starts up would be lost.
-        initial_drawing={"objects": [], "clears": st.session_state[ROUND]} if st.session_state.get(ROUND) else None,
-        key="draw_canvas",
-    )
-    st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
+    # The canvas's own toolbar (undo, redo, ...) floats about 2.2rem above its top edge on hover:
+    # this space keeps it clear of the Input control above. The slider and Clear sit below it.
+    st.space("xsmall")
+    with st.container(width=CANVAS_SIDE):
+        surface = st.container()  # the canvas goes here, above its controls, once the pen width is known
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            pen = st.slider("Pen width", 6, 40, 18, key="draw_pen", help="In canvas pixels; thin or thick both work.")
+            st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
+    with surface:
+        canvas = st_canvas(
+            stroke_width=pen,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            width=CANVAS_SIDE,
+            height=CANVAS_SIDE,
+            update_streamlit=True,
+            return_image_data=True,
+            # Clear empties the same canvas through a new (empty) initial drawing. A new key would
+            # mount a new canvas instead, and a stroke made while it starts up would be lost.
+            initial_drawing={"objects": [], "clears": st.session_state[ROUND]} if st.session_state.get(ROUND) else None,
+            key="draw_canvas",
+        )
     return canvas.image_data
 
 
@@ -75,7 +84,7 @@ def probability_chart(chances: np.ndarray, predicted: int) -> go.Figure:
     return figure
 
 
-def prediction_ui(model, dataset: str, pixels: np.ndarray) -> None:
+def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray | None) -> None:
     chances = probabilities(model, pixels, dataset)
     digit = int(chances.argmax())
     st.markdown(f"<div class='predicted-digit' style='font-size:6rem;font-weight:700;line-height:1'>{digit}</div>",
@@ -85,9 +94,26 @@ def prediction_ui(model, dataset: str, pixels: np.ndarray) -> None:
     st.plotly_chart(probability_chart(chances, digit), key="draw_chart", config={"displayModeBar": False})
     image = (pixels * 255).round().astype(np.uint8)  # drawn like the Mistakes page: dark ink on white
     explain = st.toggle("Show which pixels drove the prediction", key="draw_saliency")
-    picture = saliency_overlay(image, saliency(model, pixels, digit, dataset)) if explain else thumbnail(image, 8)
-    caption = "Red pushed toward the prediction, blue away from it" if explain else "What the model sees: 28x28 pixels"
-    st.image(framed(picture), output_format="PNG", caption=caption)
+    if explain:
+        picture = saliency_overlay(image, saliency(model, pixels, digit, dataset), scale=MODEL_VIEW_SCALE)
+        caption = "Red pushed toward the prediction, blue away"
+    else:
+        picture = thumbnail(image, MODEL_VIEW_SCALE)
+        caption = "What the model sees (28×28)"
+    with st.container(horizontal=True, gap="xsmall"):
+        if uploaded is not None:
+            upload_preview(uploaded)
+        show_picture(picture, caption)
+
+
+def upload_preview(uploaded: np.ndarray) -> None:
+    show_picture(fit_square(uploaded, UPLOAD_PREVIEW_SIDE), "Your picture")
+
+
+def show_picture(picture: np.ndarray, caption: str) -> None:
+    """A framed picture at its own pixel width: a long caption wraps instead of stretching it."""
+    picture = framed(picture)
+    st.image(picture, output_format="PNG", caption=caption, width=picture.shape[1])
 
 
 def framed(picture: np.ndarray) -> np.ndarray:
@@ -115,16 +141,18 @@ except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a
 if dataset != "mnist":
     st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
 
-left, right = st.columns([3, 2], gap="large")
+left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
 with left:
     source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
     image = upload_ui() if source == "Upload" else drawing_ui()
 with right:
     pixels = None if image is None else canvas_to_mnist(image)
+    uploaded = image if source == "Upload" else None
     if pixels is not None:
-        prediction_ui(model, dataset, pixels)
-    elif image is not None and source == "Upload":
+        prediction_ui(model, dataset, pixels, uploaded)
+    elif uploaded is not None:
         st.warning("No digit found in this picture: it looks blank or has too little contrast.")
+        upload_preview(uploaded)
     else:
         hint = "Draw a digit on the canvas" if source == "Draw" else "Upload a picture of one digit"
-        st.info(f"{hint}: the prediction appears here.", icon=":material/draw:")
+        st.info(f"{hint}: the prediction appears here.", icon=":material/draw:" if source == "Draw" else ":material/upload:")

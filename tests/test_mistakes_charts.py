@@ -6,6 +6,7 @@ import pytest
 from ui.mistakes_charts import (
     clicked_cell,
     confusion_figure,
+    fit_square,
     page_bounds,
     per_class_accuracy_figure,
     probabilities_figure,
@@ -84,9 +85,47 @@ def test_other_figures_build():
     per_class = per_class_accuracy_figure(np.array([99.0, 98.5, 97.0, *[99.5] * 7]), np.full(10, 1000))
     assert list(per_class.data[0].y[:3]) == [99.0, 98.5, 97.0]
     assert per_class.layout.yaxis.range[0] < 97.0
-    probabilities = probabilities_figure(np.array([0.0, 0.1, 0, 0, 0.2, 0, 0, 0, 0, 0.7]), true_class=4, predicted_class=9)
-    colours = probabilities.data[0].marker.color
-    assert colours[9] != colours[4] != colours[0]
+
+
+def test_probabilities_have_a_legend_for_truth_and_prediction():
+    chances = np.array([0.0, 0.1, 0, 0, 0.2, 0, 0, 0, 0, 0.7])
+    figure = probabilities_figure(chances, true_class=4, predicted_class=9)
+    assert figure.layout.showlegend and figure.layout.legend.orientation == "h"  # one row: fits a phone
+    named = [(t.name, list(t.x), t.marker.color) for t in figure.data if t.showlegend]
+    assert named == [("truth: 4", [4], "#4f46e5"), ("prediction: 9", [9], "#dc2626")]
+    others = trace(figure, "other digits")
+    assert others.showlegend is False and list(others.x) == [0, 1, 2, 3, 5, 6, 7, 8]
+    bars = {x: y for t in figure.data for x, y in zip(t.x, t.y)}  # every digit once, in percent
+    assert sorted(bars) == list(range(10)) and bars[9] == pytest.approx(70) and bars[4] == pytest.approx(20)
+    assert figure.layout.barmode == "overlay"  # one trace per digit: bars stay centred, not grouped
+    assert figure.layout.legend.y >= 1 and figure.layout.margin.t >= 60  # above the bars, below the title
+
+
+def test_probabilities_when_the_prediction_is_right_have_one_entry():
+    figure = probabilities_figure(np.array([0.9, *[0.1 / 9] * 9]), true_class=0, predicted_class=0)
+    assert [t.name for t in figure.data if t.showlegend] == ["prediction = truth: 0"]
+
+
+@pytest.mark.parametrize("height, width", [(300, 400), (400, 100), (28, 28), (1024, 1024)])
+def test_fit_square_keeps_the_whole_picture_and_its_proportions(height, width):
+    picture = np.full((height, width, 3), 255, dtype=np.uint8)
+    picture[: height // 2] = 0  # top half black
+    square = fit_square(picture, 140)
+    assert square.shape == (140, 140, 3) and square.dtype == np.uint8
+    drawn = (square != (240, 242, 246)).any(axis=2)  # the background is light grey
+    rows, cols = np.nonzero(drawn)
+    long, short = max(height, width), min(height, width)
+    extent = sorted([np.ptp(rows) + 1, np.ptp(cols) + 1])
+    assert extent[1] == 140 and abs(extent[0] - 140 * short / long) <= 2
+    assert abs((rows.min() + rows.max()) / 2 - 69.5) <= 1 and abs((cols.min() + cols.max()) / 2 - 69.5) <= 1
+
+
+def test_fit_square_shows_transparency_over_white_and_accepts_grey():
+    ink_only_in_alpha = np.zeros((50, 50, 4), dtype=np.uint8)
+    ink_only_in_alpha[20:30, 20:30, 3] = 255  # black strokes on a transparent page (the canvas's kind)
+    square = fit_square(ink_only_in_alpha, 100)
+    assert tuple(square[5, 5]) == (255, 255, 255) and tuple(square[50, 50]) == (0, 0, 0)
+    assert fit_square(np.zeros((10, 20), dtype=np.uint8), 40).shape == (40, 40, 3)
 
 
 def test_saliency_overlay_is_red_for_and_blue_against():

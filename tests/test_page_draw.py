@@ -1,4 +1,5 @@
-"""The Draw page under AppTest: no model, a model, uploads good and bad, Clear, the saliency toggle.
+"""The Draw page under AppTest: no model, a model, uploads good and bad, Clear, the saliency toggle,
+the upload's preview beside what the model sees.
 
 The shipped default model is replaced by an untrained checkpoint written here, and runs live
 in an empty temporary folder, so the page never depends on models/default.pt. AppTest cannot
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
@@ -50,6 +52,19 @@ def default_model(monkeypatch, tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def shown_images(monkeypatch) -> list[dict]:
+    """Every st.image call of the runs that follow: caption, picture shape and display width."""
+    shown, real = [], st.image
+
+    def spy(image, caption=None, width="content", **kwargs):
+        shown.append({"caption": caption, "shape": np.asarray(image).shape, "width": width})
+        return real(image, caption=caption, width=width, **kwargs)
+
+    monkeypatch.setattr(st, "image", spy)
+    return shown
+
+
 def open_page() -> AppTest:
     app = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not app.exception, app.exception
@@ -83,7 +98,7 @@ def test_without_any_model_the_app_points_to_the_train_page(no_model):
     app.switch_page("pages/draw.py").run()
     assert not app.exception, app.exception
     assert "Train" in app.info[0].value and "no model" in app.info[0].value
-    assert len(app.page_link) == 1
+    assert [link.label for link in app.main.page_link] == ["Go to Train"]  # the sidebar's menu aside
     assert not app.file_uploader  # nothing to draw for
 
 
@@ -111,14 +126,35 @@ def test_an_uploaded_digit_is_predicted_like_predict_does(default_model):
     expected = predict(read_image(digit_png()), default_model)
     assert shown_digit(app) == int(expected.argmax())
     assert any(f"{expected.max():.1%} sure" in caption.value for caption in app.caption)
-    assert len(app.get("plotly_chart")) == 1 and len(app.image) == 1
+    assert len(app.get("plotly_chart")) == 1
+    assert [image.captions for image in app.image] == [["Your picture"], ["What the model sees (28×28)"]]
 
 
-def test_the_saliency_toggle_shows_the_overlay(default_model):
+def test_the_upload_is_previewed_small_and_whole_beside_what_the_model_sees(default_model, shown_images):
+    upload(open_page(), "seven.png", digit_png())  # 400 x 300: wider than tall
+    preview, model_view = shown_images[-2:]
+    assert preview["caption"] == "Your picture" and model_view["caption"].startswith("What the model sees")
+    assert preview["shape"] == (144, 144, 3) and preview["width"] == 144  # 140 square + its 2-pixel frame
+    assert model_view["shape"][:2] == (200, 200) and model_view["width"] == 200
+    assert preview["width"] + model_view["width"] + 8 <= 358  # side by side on a 390-pixel phone
+
+
+def test_a_drawing_shows_no_upload_preview(default_model):
+    app = open_page()
+    assert app.segmented_control(key="draw_source").value == "Draw"
+    assert not app.image  # nothing drawn yet, and no upload preview in Draw mode
+
+
+def test_the_saliency_toggle_shows_the_overlay_at_the_same_size(default_model, shown_images):
     app = upload(open_page(), "seven.png", digit_png())
+    plain = shown_images[-1]
     app.toggle(key="draw_saliency").set_value(True).run()
     assert not app.exception, app.exception
-    assert len(app.image) == 1 and "Red pushed toward" in app.image[0].proto.imgs[0].caption
+    assert len(app.image) == 2 and "Red pushed toward" in app.image[1].captions[0]
+    overlay = shown_images[-1]
+    assert "Red pushed toward" in overlay["caption"]
+    # The same picture size and an explicit pixel width: a longer caption no longer widens the image.
+    assert overlay["shape"][:2] == plain["shape"][:2] and overlay["width"] == plain["width"] == 200
 
 
 @pytest.mark.parametrize(
@@ -139,6 +175,7 @@ def test_a_blank_upload_says_no_digit_was_found(default_model):
     Image.new("L", (100, 100), 255).save(buffer, "PNG")
     app = upload(open_page(), "blank.png", buffer.getvalue())
     assert "No digit found" in app.warning[0].value
+    assert [image.captions for image in app.image] == [["Your picture"]]  # so the user sees what was read
 
 
 def test_a_broken_checkpoint_is_a_message(default_model):
