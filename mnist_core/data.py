@@ -64,6 +64,13 @@ ORIGINAL_COUNTS = {"train": 60_000, "t10k": 10_000}
 IMAGES_MAGIC, LABELS_MAGIC = 0x0803, 0x0801
 IMAGE_SIZE = 28
 
+# What each of the 10 classes is called: digits, or Fashion-MNIST's clothes (torchvision's names).
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion-mnist": tuple(datasets.FashionMNIST.classes),
+}
+CLASS_NOUN = {"mnist": "digit", "fashion-mnist": "class"}  # "the true digit", "the true class"
+
 ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, file name)
 
 

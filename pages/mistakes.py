@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from mnist_core.checkpoint import CheckpointError
-from mnist_core.data import DatasetCorrupt, DatasetMissing, load_split
+from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, load_split
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
@@ -47,13 +47,13 @@ def link_to_train() -> None:
         st.markdown("Open the **Train** page to train one.")
 
 
-def filters_ui() -> tuple[int | None, int | None]:
-    any_or_digit = lambda c: "any" if c is None else str(c)  # noqa: E731
+def filters_ui(names: tuple[str, ...], noun: str) -> tuple[int | None, int | None]:
+    any_or_name = lambda c: "any" if c is None else names[c]  # noqa: E731
     true_col, predicted_col, order_col, clear_col = st.columns([1, 1, 1.6, 1], vertical_alignment="bottom")
     options = [None, *range(10)]
-    true_class = true_col.selectbox("True digit", options, key=TRUE, format_func=any_or_digit,
+    true_class = true_col.selectbox(f"True {noun}", options, key=TRUE, format_func=any_or_name,
                                     on_change=go_to_page, args=(0,))
-    predicted_class = predicted_col.selectbox("Predicted digit", options, key=PREDICTED, format_func=any_or_digit,
+    predicted_class = predicted_col.selectbox(f"Predicted {noun}", options, key=PREDICTED, format_func=any_or_name,
                                               on_change=go_to_page, args=(0,))
     order_col.radio("Order", [False, True], key=LEAST_FIRST, horizontal=True,
                     format_func=lambda least: "least confident first" if least else "most confident first",
@@ -63,7 +63,7 @@ def filters_ui() -> tuple[int | None, int | None]:
     return true_class, predicted_class
 
 
-def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int) -> None:
+def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, names: tuple[str, ...]) -> None:
     """One page of thumbnails of the mistakes in `shown` (dataset indices), each with a label that inspects it."""
     start, stop, pages = charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))
     if not len(shown):
@@ -74,7 +74,7 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int) ->
     for slot, index in enumerate(shown[start:stop]):  # only this page's images are converted
         with grid[slot % COLUMNS]:
             st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
-            label = f"{result.labels[index]} → {result.predictions[index]} · {result.confidence[index]:.0%}"
+            label = f"{names[result.labels[index]]} → {names[result.predictions[index]]} · {result.confidence[index]:.0%}"
             st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
                       type="tertiary", on_click=st.session_state.update, args=({INSPECTED: int(index)},))
     if pages > 1:
@@ -90,16 +90,17 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int) ->
 def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index: int) -> None:
     """One mistake enlarged, its saliency map (for the prediction or the truth) and all ten probabilities."""
     true_class, predicted = int(result.labels[index]), int(result.predictions[index])
-    st.markdown(f"**Image {index}**: a **{true_class}** the model read as **{predicted}** "
+    names, noun = CLASS_NAMES[dataset], CLASS_NOUN[dataset]
+    st.markdown(f"**Image {index}**: a **{names[true_class]}** the model read as **{names[predicted]}** "
                 f"({result.confidence[index]:.0%} sure)")
     target = st.radio("Saliency map for", [predicted, true_class], horizontal=True,
-                      format_func=lambda c: f"{c} (prediction)" if c == predicted else f"{c} (truth)")
+                      format_func=lambda c: f"{names[c]} (prediction)" if c == predicted else f"{names[c]} (truth)")
     attribution = integrated_gradients(model, image, target, dataset=dataset)
     picture, saliency = st.columns(2)
     picture.image(charts.thumbnail(image, scale=8), output_format="PNG", caption="The image", width="stretch")
     saliency.image(charts.saliency_overlay(image, attribution), output_format="PNG", width="stretch",
-                   caption=f"Red: for {target} · blue: against")
-    st.plotly_chart(charts.probabilities_figure(result.probabilities[index], true_class, predicted),
+                   caption=f"Red: for {names[target]} · blue: against")
+    st.plotly_chart(charts.probabilities_figure(result.probabilities[index], true_class, predicted, names, noun),
                     config={"displayModeBar": False})
 
 
@@ -128,24 +129,26 @@ except (CheckpointError, FileNotFoundError) as error:
     st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")
     st.stop()
 
+names, noun = CLASS_NAMES[config.dataset], CLASS_NOUN[config.dataset]
 accuracy_col, mistakes_col, hardest_col = st.columns(3)
 accuracy_col.metric("Validation accuracy", f"{result.accuracy:.2f} %")
 mistakes_col.metric("Mistakes", f"{len(result.mistakes):,} of {len(result.labels):,}")
 hardest = int(result.per_class_accuracy.argmin())
-hardest_col.metric("Hardest digit", hardest, f"{result.per_class_accuracy[hardest]:.1f} % right",
+hardest_col.metric(f"Hardest {noun}", names[hardest], f"{result.per_class_accuracy[hardest]:.1f} % right",
                    delta_color="off", delta_arrow="off")
 
 true_class, predicted_class = st.session_state.get(TRUE), st.session_state.get(PREDICTED)
 per_class_col, confusion_col = st.columns(2, gap="large")
-per_class_col.plotly_chart(charts.per_class_accuracy_figure(result.per_class_accuracy, result.confusion.sum(1)),
+per_class_col.plotly_chart(charts.per_class_accuracy_figure(result.per_class_accuracy, result.confusion.sum(1),
+                                                           names, noun),
                            config={"displayModeBar": False})
 with confusion_col:
     st.markdown("**Confusion matrix** · click a cell to see those mistakes")
-    st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class), key=CONFUSION,
+    st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class, names, noun), key=CONFUSION,
                     on_select=on_confusion_click, selection_mode="points", config={"displayModeBar": False})
 
 st.subheader("Misclassified images")
-true_class, predicted_class = filters_ui()
+true_class, predicted_class = filters_ui(names, noun)
 shown = result.mistakes_where(true_class, predicted_class)
 if st.session_state.get(LEAST_FIRST):
     shown = shown[::-1]
@@ -154,7 +157,7 @@ if len(shown) and (inspected is None or inspected not in shown):  # nothing chos
     inspected = int(shown[charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))[0]])
 gallery_col, detail_col = st.columns([3, 2], gap="large")
 with gallery_col:
-    gallery_ui(result, images, shown, inspected)
+    gallery_ui(result, images, shown, inspected, names)
 if len(shown):
     with detail_col, st.container(border=True):
         detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)

@@ -182,3 +182,25 @@ def test_inside_the_app_the_empty_state_links_to_train(studio):
     assert not app.exception, app.exception
     assert "No model yet" in app.info[0].value
     assert app.get("page_link")
+
+
+def test_a_fashion_mnist_model_shows_class_names(studio, tmp_path, monkeypatch):
+    from tests.conftest import tiny_digits, write_idx
+
+    data = tmp_path / "data"
+    raw = data / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw, "train", *tiny_digits(512, seed=5))
+    write_idx(raw, "t10k", *tiny_digits(200, seed=6))
+    runs = tmp_path / "runs"
+    execute_run(create_run(WEAK.replace(dataset="fashion-mnist"), runs), data)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(data))
+    studio(runs)
+    app = open_page()
+    hardest = next(metric for metric in app.metric if metric.label.startswith("Hardest"))
+    assert hardest.label == "Hardest class" and hardest.value in mnist_core.data.CLASS_NAMES["fashion-mnist"]
+    assert app.selectbox(key="mistakes_true").label == "True class"
+    labels = gallery(app)
+    assert labels and all(" → " in label and label.split(" → ")[0] in mnist_core.data.CLASS_NAMES["fashion-mnist"]
+                          for label in labels)
+    assert "Sneaker" in app.selectbox(key="mistakes_true").options

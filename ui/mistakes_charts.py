@@ -75,7 +75,12 @@ def _compact(figure: go.Figure, height: int, title: str) -> go.Figure:
     return figure
 
 
-def per_class_accuracy_figure(per_class: np.ndarray, class_sizes: np.ndarray) -> go.Figure:
+DIGITS = tuple(str(digit) for digit in range(10))
+
+
+def per_class_accuracy_figure(
+    per_class: np.ndarray, class_sizes: np.ndarray, names: tuple[str, ...] = DIGITS, noun: str = "digit"
+) -> go.Figure:
     """Accuracy of each true class; the y axis starts near the worst class so differences show."""
     per_class = np.asarray(per_class, dtype=float)
     classes = list(range(len(per_class)))
@@ -87,18 +92,19 @@ def per_class_accuracy_figure(per_class: np.ndarray, class_sizes: np.ndarray) ->
             marker_color=[INDIGO if c == worst else "#a5b4fc" for c in classes],
             text=[f"{value:.1f}" for value in per_class],
             textposition="outside",
-            customdata=np.asarray(class_sizes),
-            hovertemplate="digit %{x}: %{y:.2f} % of %{customdata} images<extra></extra>",
+            customdata=np.column_stack([np.asarray(class_sizes), names]),
+            hovertemplate="%{customdata[1]}: %{y:.2f} % of %{customdata[0]} images<extra></extra>",
         )
     )
     low = max(0.0, np.floor(per_class.min()) - 2)
     figure.update_yaxes(range=[low, 100.9], title="accuracy %", gridcolor="#f1f1f4")
-    figure.update_xaxes(tickmode="array", tickvals=classes, title="true digit")
-    return _compact(figure, 300, "Accuracy per digit")
+    figure.update_xaxes(tickmode="array", tickvals=classes, ticktext=list(names), title=f"true {noun}")
+    return _compact(figure, 300, f"Accuracy per {noun}")
 
 
 def confusion_figure(
-    confusion: np.ndarray, true_class: int | None = None, predicted_class: int | None = None
+    confusion: np.ndarray, true_class: int | None = None, predicted_class: int | None = None,
+    names: tuple[str, ...] = DIGITS, noun: str = "digit",
 ) -> go.Figure:
     """Counts heatmap, rows = true class, columns = predicted class.
 
@@ -132,7 +138,8 @@ def confusion_figure(
         marker=dict(symbol="square", size=26, opacity=0),
         selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
         customdata=counts.ravel(),
-        hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+        text=[f"true {names[t]}, predicted {names[p]}" for t, p in zip(true_grid.ravel(), predicted_grid.ravel())],
+        hovertemplate="%{text}: %{customdata} images<extra></extra>",
     )
     if true_class is not None or predicted_class is not None:
         low, high = -0.5, len(classes) - 0.5
@@ -143,14 +150,17 @@ def confusion_figure(
             y0=low if true_class is None else true_class - 0.5,
             y1=high if true_class is None else true_class + 0.5,
         )
-    axis = dict(tickmode="array", tickvals=classes, showgrid=False, zeroline=False)
-    figure.update_xaxes(title="predicted digit", side="top", constrain="domain", **axis)
-    figure.update_yaxes(title="true digit", autorange="reversed", scaleanchor="x", constrain="domain", **axis)
+    axis = dict(tickmode="array", tickvals=classes, ticktext=list(names), showgrid=False, zeroline=False)
+    figure.update_xaxes(title=f"predicted {noun}", side="top", constrain="domain", **axis)
+    figure.update_yaxes(title=f"true {noun}", autorange="reversed", scaleanchor="x", constrain="domain", **axis)
     figure.update_layout(dragmode=False, hovermode="closest")
     return _compact(figure, 470, "")
 
 
-def probabilities_figure(probabilities: np.ndarray, true_class: int, predicted_class: int) -> go.Figure:
+def probabilities_figure(
+    probabilities: np.ndarray, true_class: int, predicted_class: int, names: tuple[str, ...] = DIGITS,
+    noun: str = "digit",
+) -> go.Figure:
     """The model's probability for each class: the prediction in red, the right answer in indigo.
 
     One bar trace per colour, so a legend above the plot names them; the other classes stay
@@ -159,21 +169,22 @@ def probabilities_figure(probabilities: np.ndarray, true_class: int, predicted_c
     probabilities = np.asarray(probabilities, dtype=float)
     classes = np.arange(len(probabilities))
     if true_class == predicted_class:
-        groups = [(f"prediction = truth: {predicted_class}", RED, classes == predicted_class)]
+        groups = [(f"prediction = truth: {names[predicted_class]}", RED, classes == predicted_class)]
     else:
-        groups = [(f"truth: {true_class}", INDIGO, classes == true_class),
-                  (f"prediction: {predicted_class}", RED, classes == predicted_class)]
+        groups = [(f"truth: {names[true_class]}", INDIGO, classes == true_class),
+                  (f"prediction: {names[predicted_class]}", RED, classes == predicted_class)]
     others = ~np.isin(classes, [true_class, predicted_class])
     figure = go.Figure()
-    for name, colour, chosen in [*groups, ("other digits", MUTED, others)]:
+    for name, colour, chosen in [*groups, (f"other {noun}es" if noun.endswith("s") else f"other {noun}s", MUTED, others)]:
         shown = probabilities[chosen]
         figure.add_bar(
             x=classes[chosen], y=shown * 100, name=name, marker_color=colour, showlegend=colour != MUTED,
             text=[f"{p:.0%}" if p >= 0.005 else "" for p in shown], textposition="outside", cliponaxis=False,
-            hovertemplate="digit %{x}: %{y:.2f} %<extra></extra>",
+            customdata=np.asarray(names)[chosen], hovertemplate="%{customdata}: %{y:.2f} %<extra></extra>",
         )
     figure.update_yaxes(range=[0, 112], title="probability %", gridcolor="#f1f1f4")
-    figure.update_xaxes(tickmode="array", tickvals=list(classes), title="digit", range=[-0.6, len(classes) - 0.4])
+    figure.update_xaxes(tickmode="array", tickvals=list(classes), ticktext=list(names), title=noun,
+                        range=[-0.6, len(classes) - 0.4])
     _compact(figure, 290, "What the model thought")
     figure.update_layout(
         barmode="overlay",  # one trace per x: bars stay centred on their digit, not grouped side by side
