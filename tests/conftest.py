@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,13 @@ def fill_disk(folder: Path, leave_bytes: int = 0) -> Path:
             except OSError:
                 break
     return filler
+
+
+def wait_for(predicate, timeout: float = 120.0) -> bool:
+    """Poll `predicate` every 0.1 s until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

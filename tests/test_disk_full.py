@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,11 @@ from mnist_core.jobs import JobRunner
 from mnist_core.models import build_model
 from mnist_core.runs import create_run, list_runs, summarize
 from mnist_core.storage import StorageError
-from tests.conftest import fill_disk
+from tests.conftest import fill_disk, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
 SLOW = TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001)
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def every_event_line_parses(run_dir: Path) -> bool:

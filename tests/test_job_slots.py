@@ -14,18 +14,10 @@ from mnist_core import slots
 from mnist_core.config import TrainConfig
 from mnist_core.jobs import JobRunner
 from mnist_core.runs import list_runs
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW = ["--epochs", "100", "--batch-size", "1"]
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def cli_train(runs_dir: Path, data_dir: Path, *options: str, max_jobs: int = 1) -> subprocess.Popen:

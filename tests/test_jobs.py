@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -16,18 +15,10 @@ from mnist_core.jobs import JobRunner, execute_run
 from mnist_core.policy import JobPolicy, QuotaExceeded
 from mnist_core.runs import create_run, list_runs
 from mnist_core.storage import StorageError
+from tests.conftest import wait_for
 
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
 SLOW = TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001)  # would take minutes
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_execute_run_records_everything_in_the_run_folder(tiny_data_dir, runs_dir):

@@ -33,13 +33,18 @@ def test_every_page_loads_without_errors(page, app_server, path, heading):
     assert_no_errors(page)
 
 
-def test_train_a_short_run_and_watch_it_live(page, app_server):
+def start_short_run(page, app_server) -> None:
+    """Open Train and start one epoch on 10,000 images at batch 16 (long enough to watch)."""
     open_page(page, app_server)
     set_number(page, "Epochs", 1)
     set_number(page, "Batch size", 16)
     page.get_by_text("More settings").click()
     set_number(page, "Train on the first N images only (0 = all 60,000)", 10000)
     page.get_by_role("button", name="Start training").click()
+
+
+def test_train_a_short_run_and_watch_it_live(page, app_server):
+    start_short_run(page, app_server)
 
     # The loss chart gains points while the job trains.
     deadline = time.monotonic() + 90

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import assert_no_errors, open_page
-from tests.e2e.test_browser import loss_points, set_number
+from tests.e2e.conftest import assert_no_errors
+from tests.e2e.test_browser import loss_points, start_short_run
 
 pytestmark = pytest.mark.e2e
 
@@ -15,12 +15,7 @@ HISTORY_TEXT = "() => (document.querySelector('[data-testid=\"stDataFrame\"]') |
 
 
 def test_the_history_row_updates_while_its_run_trains(page, app_server):
-    open_page(page, app_server)
-    set_number(page, "Epochs", 1)
-    set_number(page, "Batch size", 16)
-    page.get_by_text("More settings").click()
-    set_number(page, "Train on the first N images only (0 = all 60,000)", 10000)
-    page.get_by_role("button", name="Start training").click()
+    start_short_run(page, app_server)
     started = time.monotonic()
     page.wait_for_function("() => document.body.innerText.includes('Epoch 1/1')", timeout=60_000)
     first_point = time.monotonic() - started
