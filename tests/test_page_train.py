@@ -140,7 +140,8 @@ def test_a_damaged_run_folder_is_one_row_that_says_why_and_can_be_deleted(app_en
     assert any("damaged" in error.value and "not valid JSON" in error.value for error in at.error)
     table = at.dataframe[0].value
     assert len(table) == 2
-    assert table[table["run"] == broken.id].iloc[0]["status"].startswith("damaged: its config.json is not valid JSON")
+    broken_row = table[table["run"] == broken.id].iloc[0]
+    assert broken_row["status"] == "damaged" and broken_row["note"].startswith("its config.json is not valid JSON")
     assert table[table["run"] == fine.id].iloc[0]["status"] == "finished"
 
     from mnist_core.runs import delete_run

@@ -35,9 +35,9 @@ def _row(summary: RunSummary) -> dict:
         state = f"queued (#{position})"
     started = datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else ""
     if config is None:  # damaged: one row that says why, so it can be found and deleted
-        reason = summary.message.removeprefix("This run folder is damaged: ")
-        return {"status": f"damaged: {reason}", "model": "", "epochs": "", "batch": "", "lr": "",
-                "optimizer": "", "best val acc %": "", "train time": "", "started": started, "run": summary.id}
+        return {"status": "damaged", "model": "", "epochs": "", "batch": "", "lr": "", "optimizer": "",
+                "best val acc %": "", "train time": "", "started": started, "run": summary.id,
+                "note": summary.message.removeprefix("This run folder is damaged: ")}
     return {
         "status": state,
         "model": config.model,
@@ -50,6 +50,7 @@ def _row(summary: RunSummary) -> dict:
         "train time": duration(summary.train_seconds) if summary.train_seconds else "",
         "started": started,
         "run": summary.id,
+        "note": summary.message if state == "failed" else "",  # last: a long reason pushes no column away
     }
 
 

@@ -11,7 +11,7 @@ from mnist_core.policy import JobPolicy
 CUSTOM = "custom"
 LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU"}
-DATASET_LABELS = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothes"}
+DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 FIELDS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "device",
           "weight_decay", "label_smoothing", "augment", "train_subset", "compile_model")
 
