@@ -1,18 +1,18 @@
-"""MNIST CNN Studio: page config and navigation over the three pages."""
+"""MNIST CNN Studio: page config and navigation over the three pages.
+
+The navigation goes out first and the slow imports (PyTorch, through the sidebar) come after it,
+so even the first visitor of a freshly started server sees the app's menu at once; see
+ui/shell.py for why the menu is drawn with page links.
+"""
 
 import streamlit as st
 
-from ui.shell import require_app_shell
-from ui.sidebar import show_sidebar
+from ui.shell import app_navigation, inside_app
 
-require_app_shell()
 st.set_page_config(page_title="MNIST CNN Studio", page_icon=":material/draw:", layout="wide")
-page = st.navigation(
-    [
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
-        st.Page("pages/mistakes.py", title="Mistakes", icon=":material/error:"),
-        st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
-    ]
-)
+page = app_navigation()
+with st.spinner("Starting up…"):  # shown only when it takes a while: the first run loads PyTorch
+    from ui.sidebar import show_sidebar
 show_sidebar()
-page.run()
+with inside_app():
+    page.run()

@@ -11,12 +11,14 @@ with supported means only:
   out hidden (`_mpa_v1` passes position "hidden" then) and is never drawn. The option also hides
   `st.navigation`'s own sidebar menu (commands/navigation.py turns "sidebar" into HIDDEN, and
   the browser keeps `hideSidebarNav` from the session's first message), so `app_navigation()`
-  draws the menu itself with `st.page_link`, which that option leaves alone.
+  draws the menu itself with `st.page_link`, which that option leaves alone. (Unlike the
+  built-in menu, a page link does not close the sidebar on a phone after a tap.)
 - app.py calls `app_navigation()` before anything slow is imported, so the menu is on screen
   while PyTorch loads.
-- `require_app_shell()`, the first call of every page, sends a page that was started on its own
-  in the old mode through app.py: `st.navigation` ends the old mode for the whole server, and a
-  rerun with the same page asked for then runs app.py, which runs the page inside its frame.
+- `require_app_shell()`, which every page calls before drawing anything, sends a page that was
+  started on its own in the old mode through app.py: `st.navigation` ends the old mode for the
+  whole server, and a rerun with the same page asked for then runs app.py, which runs the page
+  inside its frame. Nothing here writes to Streamlit's internals.
 """
 
 from __future__ import annotations
@@ -68,9 +70,11 @@ def require_app_shell() -> None:
     if _inside_app.get():
         return
     try:
-        # st.navigation ends the old mode for the server and resolves to this same page; the menu
-        # it draws goes out now, and app.py's run draws the very same one in the same place.
-        app_navigation()
+        pages = app_pages()
     except StreamlitPageNotFoundError:  # the page is the main script itself (AppTest,
         return  # `streamlit run pages/draw.py`): there is no app.py to run it in
+    # Ends the old mode for the server and resolves to this same page, so the rerun runs app.py
+    # with it. No menu here: the rerun drops whatever of this run has not reached the browser
+    # yet, which could leave half a menu on screen until app.py draws it whole.
+    st.navigation(pages, position="hidden")
     st.rerun()
