@@ -137,6 +137,9 @@ def open_page(tab, app_server, path: str = "") -> None:
 
 def wait_idle(tab, timeout_ms: int = 30_000) -> None:
     tab.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
+    # The script state, not only the status widget (which may not show yet): a check made right
+    # after a click could otherwise read the previous run's elements.
+    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
     tab.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
