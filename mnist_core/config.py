@@ -126,6 +126,15 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def preset(cls, name: str) -> TrainConfig:
+        """The config of a named preset (see PRESETS), e.g. `TrainConfig.preset("fast")`;
+        override fields with `.replace(...)`. `TrainConfig(model="fast", epochs=1)` is not the
+        Fast preset: it keeps the case study's optimizer settings."""
+        if not isinstance(name, str) or name not in PRESETS:
+            _fail("preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return PRESETS[name].config
+
 
 def _fail(field: str, message: str) -> None:
     raise ConfigError(field, message)
