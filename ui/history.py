@@ -10,7 +10,7 @@ import streamlit as st
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, list_runs, summarize
 from ui.charts import compare_figures
 from ui.hosted import may_delete
-from ui.live_run import POLL_SECONDS, TRAIN_TIME_HELP, duration, open_in_buttons, watch
+from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch
 from ui.state import runner
 from ui.train_form import load_into_form
 
@@ -54,11 +54,16 @@ def _row(summary: RunSummary) -> dict:
     }
 
 
+# Slower than the live panel: redrawing the table every 0.75 s made a 5 s fast-preset run take
+# 3.5 s longer with the browser on the same 2 cores (bench/start_latency.py); every 2 s costs little.
+HISTORY_POLL_SECONDS = 2.0
+
+
 def run_history() -> None:
     """The history table; while any run is queued or running it refreshes with the live panel."""
     st.subheader("Run history")
     active = any(run.current_status().get("state") in ACTIVE_STATES for run in list_runs())
-    st.fragment(_history, run_every=POLL_SECONDS if active else None)()
+    st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
 
 
 def _history() -> None:
