@@ -250,11 +250,6 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     return runs
 
 
-def mark_if_interrupted(run: Run) -> dict[str, Any]:
-    """The run's current status (see `Run.current_status`)."""
-    return run.current_status()
-
-
 def get_run(run_id: str, runs_dir: str | Path | None = None) -> Run:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     path = root / run_id

@@ -103,7 +103,7 @@ def acquire(
 
 
 def holders(runs_dir: Path) -> int:
-    """How many slots are held right now, by any process (for the queue's messages)."""
+    """How many slots are held right now, by any process (a read-only look, for diagnostics and tests)."""
     folder = Path(runs_dir) / SLOTS_FOLDER
     if fcntl is None or not folder.is_dir():
         return 0
