@@ -204,3 +204,15 @@ def test_a_fashion_mnist_model_shows_class_names(studio, tmp_path, monkeypatch):
     assert labels and all(" → " in label and label.split(" → ")[0] in mnist_core.data.CLASS_NAMES["fashion-mnist"]
                           for label in labels)
     assert "Sneaker" in app.selectbox(key="mistakes_true").options
+
+
+def test_the_sidebar_shows_the_model_picked_on_mistakes_in_the_same_rerun(studio, trained_runs, monkeypatch):
+    monkeypatch.setenv("MNIST_STANDBY_WORKER", "0")
+    studio(trained_runs)
+    newest, older = sorted((p.name for p in trained_runs.iterdir() if p.is_dir()), reverse=True)
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/mistakes.py").run()
+    assert any(newest in markdown.value for markdown in app.sidebar.markdown)
+    app.selectbox(key="mistakes_model").set_value(older).run()
+    assert not app.exception
+    assert any(older in markdown.value for markdown in app.sidebar.markdown)  # not one rerun late
