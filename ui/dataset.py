@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.data import DATASETS, DatasetMissing, download, is_present, missing_message
+from mnist_core.data import DATASETS, DatasetCorrupt, DatasetMissing, download, is_present, missing_message
 
 
 def dataset_ready(dataset: str) -> bool:
@@ -28,7 +28,7 @@ def dataset_ready(dataset: str) -> bool:
 
         try:
             download(dataset, on_progress=show)
-        except DatasetMissing as error:
+        except (DatasetMissing, DatasetCorrupt) as error:  # offline, or a download that arrived damaged
             bar.empty()
             st.error(str(error), icon=":material/error:")
             return False
