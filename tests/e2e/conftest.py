@@ -10,6 +10,7 @@ and prints their paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -48,14 +49,11 @@ def e2e_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory, e2e_data_dir):
-    """A Streamlit server on a free port with an empty runs folder; yields (url, log path)."""
+@contextlib.contextmanager
+def running_server(data_dir: Path, runs_dir: Path, log_path: Path):
+    """`streamlit run app.py` on a free port, healthy and not yet visited by any browser; yields its URL."""
     port = _free_port()
-    runs = tmp_path_factory.mktemp("e2e-runs")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "server.log"
-    env = {**os.environ, "MNIST_DATA_DIR": str(e2e_data_dir), "MNIST_RUNS_DIR": str(runs), "MNIST_HOSTED": ""}
+    env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir), "MNIST_HOSTED": ""}
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -63,22 +61,33 @@ def app_server(tmp_path_factory, e2e_data_dir):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail(f"the Streamlit server did not start; see {log_path}")
-    yield url, log_path, runs
-    server.terminate()
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:  # the health check opens no session: the server stays unvisited
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"the Streamlit server did not start; see {log_path}")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, e2e_data_dir):
+    """A Streamlit server on a free port with an empty runs folder; yields (url, log path, runs folder)."""
+    runs = tmp_path_factory.mktemp("e2e-runs")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "server.log"
+    with running_server(e2e_data_dir, runs, log_path) as url:
+        yield url, log_path, runs
 
 
 def skip_or_fail(reason: str) -> None:

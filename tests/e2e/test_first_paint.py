@@ -17,17 +17,12 @@ test itself, which reads the page every 50 ms while it waits.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port
+from tests.e2e.conftest import ARTIFACTS, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -71,37 +66,6 @@ RECORDER = """(() => {
   new MutationObserver(record).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
   setInterval(record, 50);
 })();""".replace("SNAPSHOT", SNAPSHOT, 1)
-
-
-@contextlib.contextmanager
-def fresh_server(data_dir: Path, runs_dir: Path, log_path: Path):
-    """A new `streamlit run app.py` that no browser has visited yet; yields its URL."""
-    port = _free_port()
-    env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir), "MNIST_HOSTED": ""}
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:  # the health check opens no session: the server stays unvisited
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"the Streamlit server did not start; see {log_path}")
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def record_first_visit(browser, url: str, heading: str, shot: Path) -> list[dict]:
@@ -163,7 +127,7 @@ def test_first_visit_of_a_fresh_server_shows_only_the_apps_navigation(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = request.node.name.replace("[", "-").replace("]", "")
     log_path, shot = ARTIFACTS / f"{name}.log", ARTIFACTS / f"{name}.png"
-    with fresh_server(e2e_data_dir, tmp_path / "runs", log_path) as url:
+    with running_server(e2e_data_dir, tmp_path / "runs", log_path) as url:
         samples = record_first_visit(browser, f"{url}/{path}", heading, shot)
     try:
         check_navigation(samples, f"first visit to /{path}")
