@@ -12,7 +12,7 @@ encoded in each of three conventions and sent through `predict` (the Draw page's
 
 Next to it, a naive baseline: the same ink resized as a whole canvas to 28x28.
 
-    MNIST_DATA_DIR=../shared/data python bench/draw_accuracy.py [--model default] [--count 2000]
+    MNIST_DATA_DIR=/path/to/data python bench/draw_accuracy.py [--model default] [--count 2000]
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Times, in one process, the first (cold) `evaluate` call (reading the checkpoint 
 validation split, then predicting every image), the prediction alone, and a second (warm)
 call, which the per-checkpoint cache answers. Prints seconds and the device the evaluation ran on.
 
-    MNIST_DATA_DIR=../shared/data python bench/evaluate_speed.py [--model default|<run folder>|<file.pt>]
-    MNIST_DATA_DIR=../shared/data python bench/evaluate_speed.py --train-quick   # no checkpoint yet
+    MNIST_DATA_DIR=/path/to/data python bench/evaluate_speed.py [--model default|<run folder>|<file.pt>]
+    MNIST_DATA_DIR=/path/to/data python bench/evaluate_speed.py --train-quick   # no checkpoint yet
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ PSS (proportional set size) splits each shared page between the processes that m
 the server's and the worker's PSS add up to what they really use together. RSS counts the
 shared torch libraries in full in each process, so their RSS sum overstates the total.
 
-    MNIST_DATA_DIR=../shared/data python bench/load_check.py [--sessions 10] [--strokes 5]
+    MNIST_DATA_DIR=/path/to/data python bench/load_check.py [--sessions 10] [--strokes 5]
         [--browser /usr/bin/chromium] [--data-dir DIR]
 """
 

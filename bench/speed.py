@@ -1,8 +1,8 @@
 """Time to accuracy: the `fast` and `best` presets, each next to its anchor measured in the same run.
 
-    MNIST_DATA_DIR=../shared/data python bench/speed.py fast [--seeds 5]   # fast and the recipe, seed by seed
-    MNIST_DATA_DIR=../shared/data python bench/speed.py best              # one long run (about 20 min on 2 CPU cores)
-    MNIST_DATA_DIR=../shared/data python bench/speed.py recipe            # only the published one-epoch recipe
+    MNIST_DATA_DIR=/path/to/data python bench/speed.py fast [--seeds 5]   # fast and the recipe, seed by seed
+    MNIST_DATA_DIR=/path/to/data python bench/speed.py best              # one long run (about 20 min on 2 CPU cores)
+    MNIST_DATA_DIR=/path/to/data python bench/speed.py recipe            # only the published one-epoch recipe
 
 `fast` alternates the fast preset and the published one-epoch recipe (conv 1->24 k5 + pool,
 conv 24->32 k3 + pool, fc 800->256->10, Adam 0.01 betas (0.7, 0.9), OneCycle, batch 256) seed

@@ -3,7 +3,7 @@
 Same machine, same process, same model (the case study's ConvNet), same settings (Adam,
 lr 0.01, batch 64). Prints images/s of each and their ratio, with the device name.
 
-    MNIST_DATA_DIR=../shared/data python bench/throughput.py [--epochs 1] [--device cpu] [--compile]
+    MNIST_DATA_DIR=/path/to/data python bench/throughput.py [--epochs 1] [--device cpu] [--compile]
 
 With --compile the engine's model goes through torch.compile first; the compile time is
 printed on its own line and is not part of the engine's images/s.
