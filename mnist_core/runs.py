@@ -348,13 +348,13 @@ class RunSummary:
 def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
     """A run's summary; a damaged run gets one with state "damaged" and the reason as message."""
     status = run.current_status()
+    damage = status.get("message") if status.get("state") == DAMAGED else None  # status.json unreadable
     try:
         config = run.config
     except RunDamaged as error:
-        config = None
-        status = {**status, "state": DAMAGED, "message": f"This run folder is damaged: {error}."}
-    if status.get("state") == DAMAGED and not str(status.get("message", "")).startswith("This run folder"):
-        status = {**status, "message": f"This run folder is damaged: {status.get('message')}."}
+        config, damage = None, str(error)
+    if damage is not None:
+        status = {**status, "state": DAMAGED, "message": f"This run folder is damaged: {damage}."}
     events = run.events() if events is None else events
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     finished = next((e for e in events if isinstance(e, Finished)), None)

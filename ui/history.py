@@ -60,7 +60,7 @@ HISTORY_POLL_SECONDS = 2.0
 
 
 def run_history() -> None:
-    """The history table; while any run is queued or running it refreshes with the live panel."""
+    """The history table; while any run is queued or running it refreshes every HISTORY_POLL_SECONDS."""
     st.subheader("Run history")
     active = any(run.current_status().get("state") in ACTIVE_STATES for run in list_runs())
     st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
