@@ -1,8 +1,10 @@
-"""Command line: `python -m mnist_core train|evaluate|presets|models`.
+"""Command line: `python -m mnist_core train|sweep|evaluate|presets|models`.
 
 `train` runs the same engine as the app, in the foreground, with a progress bar on stderr;
 Ctrl-C stops it cleanly (the run is marked cancelled, the last epoch's checkpoint kept). The
 last line on stdout is one JSON object with the results, for scripts and benchmarks.
+`sweep` runs a hyperparameter sweep on Ray (see mnist_core.sweep), one progress line per
+trial on stderr.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", help="where run folders go (default: $MNIST_RUNS_DIR or ./runs)")
     train.add_argument("--output", help="also copy the final checkpoint to this path")
 
+    sweep = commands.add_parser("sweep", help="a hyperparameter sweep on Ray: every trial is a run folder")
+    sweep.add_argument("--preset", choices=PRESETS, default="fast", help="the base config (default: fast)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="try each value (repeat for more fields; every combination is a trial)")
+    sweep.add_argument("--sample", action="append", default=[], metavar="FIELD=LOW:HIGH[:log]",
+                       help="draw a value per trial from this range, on a log scale with :log")
+    sweep.add_argument("--trials", type=int, default=1, help="samples per grid point (default 1)")
+    sweep.add_argument("--max-concurrent", type=int, default=1, help="trials that train at once (default 1)")
+    sweep.add_argument("--asha", action="store_true", help="stop poor trials early (ASHA, on validation accuracy)")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the random samples (default 0)")
+    sweep.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+    sweep.add_argument("--runs-dir", help="where run folders go (default: $MNIST_RUNS_DIR or ./runs)")
+
     evaluate = commands.add_parser("evaluate", help="accuracy of a run folder, checkpoint or 'default'")
     evaluate.add_argument("path", help="a run folder, a checkpoint file, or 'default' for the shipped model")
     evaluate.add_argument("--data-dir")
@@ -60,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "sweep":
+        from mnist_core.sweep_cli import run_sweep_command
+
+        return run_sweep_command(args)
     if args.command == "presets":
         for preset in PRESETS.values():
             settings = ", ".join(

@@ -13,6 +13,11 @@ handed to it shows its first step about a second after Start instead of five (`w
 run folder exists, a job its policy forbids (`policy.QuotaExceeded`) or whose dataset is not
 on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a run folder
 removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.
+
+Sweeps (`submit_sweep`) run on Ray Tune in a child process of their own
+(`mnist_core.sweep_driver`), so the server never imports Ray. With `MNIST_JOB_BACKEND=ray`,
+single jobs train on the Ray cluster too: their worker process only drives the job there and
+brings its events and checkpoints home (`cluster.run_job`); no standby worker is kept then.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from mnist_core.events import Cancelled, Event, Failed, Finished, Started
 from mnist_core.policy import JobPolicy
 from mnist_core.runs import ACTIVE_STATES, Run, create_run, default_runs_dir
 from mnist_core.storage import explain_write_error
+from mnist_core.sweep import Sweep, SweepSpec, create_sweep, ray_problem
 from mnist_core.train import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,15 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 STANDBY_RETRY_SECONDS = 30.0
 STATUS_EVERY_SECONDS = 0.25
+
+
+class RayMissing(RuntimeError):
+    """A sweep or a Ray job was asked for where Ray Tune is not installed; the message says how to get it."""
+
+
+def job_backend() -> str:
+    """Where the runner's single jobs train: "local" (child processes, the default) or "ray"."""
+    return "ray" if os.environ.get("MNIST_JOB_BACKEND", "").strip().lower() == "ray" else "local"
 
 
 def execute_run(
@@ -125,10 +140,13 @@ class JobRunner:
         self._queue: list[Run] = []
         self._running: dict[str, tuple[Run, subprocess.Popen]] = {}
         self._unrecorded: list[tuple[Run, int]] = []  # ended jobs whose end could not be written yet
+        self._sweeps: dict[str, tuple[Sweep, subprocess.Popen]] = {}
+        self.backend = job_backend()
         self._lock = threading.Lock()
         # On by default; MNIST_STANDBY_WORKER=0 turns it off. While it waits it holds what a job would
         # (measured: 490 MiB PSS with MNIST loaded), but never beside a job, so the peak is unchanged.
         self.use_standby = standby if standby is not None else os.environ.get("MNIST_STANDBY_WORKER", "1") != "0"
+        self.use_standby = self.use_standby and self.backend == "local"  # a Ray job loads nothing here
         self._standby: _Standby | None = None
         self._next_standby_at = 0.0  # after a standby dies on its own, wait before the next (no respawn loop)
         with self._lock:
@@ -151,6 +169,36 @@ class JobRunner:
             self._queue.append(run)
             self._start_waiting_jobs()
         return run
+
+    def submit_sweep(self, spec: SweepSpec, owner: str = "") -> Sweep:
+        """Start a sweep on Ray in a child process; its trials appear as runs as soon as it starts.
+
+        Raises, and creates nothing: ConfigError for a bad spec, QuotaExceeded when the policy
+        forbids it, RayMissing without Ray Tune, DatasetMissing, StorageError."""
+        spec.validate()
+        with self._lock:
+            self.policy.check_sweep(spec, owner, self._active_owners(), len(self._queue))
+            missing = ray_problem()
+            if missing:
+                raise RayMissing(missing)
+            if not is_present(spec.base.dataset, self.data_dir):
+                raise DatasetMissing(missing_message(spec.base.dataset, self.data_dir))
+            sweep = create_sweep(spec, self.runs_dir, owner=owner)
+            command = [sys.executable, "-m", "mnist_core.sweep_driver", str(sweep.path), "--parent-pid", str(os.getpid())]
+            command += ["--data-dir", self.data_dir] if self.data_dir else []
+            try:
+                with open(sweep.path / "driver.log", "ab") as log_file:
+                    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL)
+            except OSError as error:
+                sweep.update_status(state="failed", ended_at=time.time(), message=f"Could not start the sweep: {error}")
+                raise
+            self._sweeps[sweep.id] = (sweep, process)
+        return sweep
+
+    def cancel_sweep(self, sweep: Sweep) -> None:
+        """Stop every trial of a sweep (running ones within a step) and the trials still to come."""
+        sweep.request_stop()
 
     def cancel(self, run: Run) -> None:
         """Stop a queued or running job; a running one stops within one training step."""
@@ -181,7 +229,8 @@ class JobRunner:
 
     def _active_owners(self) -> list[str]:  # called with the lock held
         runs = [run for run, _ in self._running.values()] + self._queue
-        return [run.status().get("owner", "") for run in runs]
+        sweeps = [sweep for sweep, process in self._sweeps.values() if process.poll() is None]
+        return [run.status().get("owner", "") for run in runs] + [sweep.status().get("owner", "") for sweep in sweeps]
 
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:
@@ -209,6 +258,7 @@ class JobRunner:
         # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
         # The data was checked at submit: a job never downloads behind the page's back.
         command = [sys.executable, "-m", "mnist_core.worker", "--parent-pid", str(os.getpid()), "--no-download"]
+        command += ["--ray"] if self.backend == "ray" else []
         return command + (["--data-dir", self.data_dir] if self.data_dir else [])
 
     def _spawn(self, run: Run, slot: slots.Slot) -> subprocess.Popen:
@@ -273,6 +323,10 @@ class JobRunner:
                     self.problem = f"A finished job could not be recorded yet: {error}"
                     continue
                 self._unrecorded.remove(ended)
+            for sweep_id, (sweep, process) in list(self._sweeps.items()):
+                if process.poll() is not None:
+                    del self._sweeps[sweep_id]
+                    _record_sweep_end(sweep, process.returncode)
             self._start_waiting_jobs()
             self._keep_a_standby()
             if not self._unrecorded and not self._queue:
@@ -294,6 +348,18 @@ def _record_unexpected_end(run: Run, exit_code: int) -> None:
             ended_at=time.time(),
             message=f"The training process {how}. Its output is in {run.path / 'worker.log'}.",
         )
+
+
+def _record_sweep_end(sweep: Sweep, exit_code: int) -> None:
+    """Mark a sweep (and its unfinished trials) failed when its driver ended without saying so."""
+    if sweep.status().get("state") not in ACTIVE_STATES:
+        return
+    message = (f"The sweep's Ray driver ended unexpectedly (exit code {exit_code}). "
+               f"Its output is in {sweep.path / 'driver.log'}.")
+    for run in sweep.trial_runs():
+        if run.status().get("state") in ACTIVE_STATES:
+            run.update_status(state="failed", ended_at=time.time(), message=message)
+    sweep.update_status(state="failed", ended_at=time.time(), message=message)
 
 
 class _Standby:

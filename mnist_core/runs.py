@@ -46,6 +46,7 @@ from mnist_core.storage import (
 ACTIVE_STATES = ("queued", "running")
 ENDED_STATES = ("finished", "failed", "cancelled", "interrupted")
 DAMAGED = "damaged"  # never stored: what a folder whose config or status cannot be read reads as
+SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_core.sweep), not runs
 
 
 class RunDamaged(ValueError):
@@ -211,8 +212,11 @@ def _new_run_id(model: str) -> str:
     return f"{stamp:%Y%m%d-%H%M%S-%f}-{model}-{secrets.token_hex(2)}"
 
 
-def create_run(config: TrainConfig, runs_dir: str | Path | None = None, owner: str = "") -> Run:
+def create_run(config: TrainConfig, runs_dir: str | Path | None = None, owner: str = "",
+               extra_status: dict[str, Any] | None = None) -> Run:
     """A new run folder holding `config`, with state queued and this process responsible for it.
+
+    `extra_status` adds fields to status.json (a sweep's trials record their sweep's id there).
 
     Raises ConfigError for an invalid config and StorageError when the folder cannot be
     written (a full disk, no permission); nothing is left behind then."""
@@ -228,7 +232,7 @@ def create_run(config: TrainConfig, runs_dir: str | Path | None = None, owner: s
         write_json(
             staging / "status.json",
             {"state": "queued", "message": "", "pid": os.getpid(), "owner": owner, "created_at": now,
-             "updated_at": now},
+             "updated_at": now, **(extra_status or {})},
         )
         staging.rename(root / run_id)  # the run appears whole or not at all
     except OSError as error:
@@ -243,7 +247,8 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     """All runs, newest first. Only reads: a full or read-only runs folder lists as well as any."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     try:
-        runs = [Run(path) for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")]
+        runs = [Run(path) for path in root.iterdir()
+                if path.is_dir() and not path.name.startswith(".") and path.name != SWEEPS_FOLDER]
     except (FileNotFoundError, NotADirectoryError):
         return []
     runs.sort(key=lambda run: run.id, reverse=True)
@@ -321,6 +326,8 @@ class RunSummary:
     owner: str
     finished: Finished | None = None
     last_progress: Progress | None = None
+    sweep: str = ""  # the id of the sweep this run is a trial of, or ""
+    node: str = ""  # where it trained, when that was another machine (Ray)
 
     @property
     def damaged(self) -> bool:
@@ -378,4 +385,6 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         owner=status.get("owner", ""),
         finished=finished,
         last_progress=last_progress,
+        sweep=status.get("sweep", "") or "",
+        node=status.get("host", "") or "",
     )

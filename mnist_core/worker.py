@@ -6,6 +6,10 @@ started it goes away, since nobody would be watching and it would hold the CPU. 
 runner's training slot (`slots`) until it exits. With `--no-download` a missing dataset is a
 failure, never a download.
 
+`--ray` trains the run on the Ray cluster (`MNIST_JOB_BACKEND=ray`) instead of here: this
+process joins the cluster, starts the job there, and writes what it reports into the run
+folder (`cluster.run_job`).
+
 `--standby SOCKET_FD` starts a worker before there is a job: it imports torch and the
 engine and reads MNIST from disk (the 4-5 s a fresh process spends before its first step),
 then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
@@ -31,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--data-dir")
     parser.add_argument("--no-download", action="store_true", help="fail, rather than download, if data is missing")
+    parser.add_argument("--ray", action="store_true", help="train on the Ray cluster ($RAY_ADDRESS, or a local Ray)")
     parser.add_argument("--standby", type=int, metavar="SOCKET_FD", help="load everything, then wait for a run")
     args = parser.parse_args(argv)
     try:
@@ -97,7 +102,10 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
     run = Run(run_dir)
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
     try:
-        execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)
+        if args.ray:
+            _train_on_ray(run, args.data_dir, orphaned)
+        else:
+            execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)
     except Exception as error:  # noqa: BLE001 - recorded for the UI, then the traceback goes to worker.log
         try:
             run.update_status(state="failed", ended_at=time.time(), message=f"{type(error).__name__}: {error}")
@@ -110,6 +118,19 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
         except OSError:
             return 1
     return 0
+
+
+def _train_on_ray(run, data_dir: str | None, orphaned) -> None:
+    from mnist_core import cluster
+
+    run.update_status(state="running", pid=os.getpid(), started_at=time.time(), phase="starting",
+                      message="Waiting for the Ray cluster…")
+    try:
+        where = cluster.connect()
+        run.update_status(message=f"Sent to {where}; waiting for a worker…")
+        cluster.run_job(run, data_dir, should_stop=orphaned)
+    finally:
+        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,274 @@
+"""Training on Ray: the same `fit`, run on any node of a Ray cluster, with its results brought home.
+
+Import this module only when Ray is wanted (a sweep, or `MNIST_JOB_BACKEND=ray`): it imports
+Ray, which the rest of mnist_core never does. `connect()` joins the cluster named by
+`RAY_ADDRESS` (e.g. `ray://head:10001`, or `auto` on a cluster node), or starts an embedded
+local Ray with this machine's CPUs and GPUs when none is named.
+
+A worker node need not share the server's disk. The training function (`train_remotely`)
+writes nothing on the node it runs on: it sends its `fit` events, batched every
+`FLUSH_SECONDS` and at once at each epoch's end, to a small `Channel` actor, and each epoch's
+checkpoint as bytes put into Ray's object store. On the server, a `Homecoming` drains the
+channel and writes the events, status and checkpoints into the ordinary run folders, so
+every page reads a Ray run as it reads a local one. Stopping goes the other way: the
+homecoming passes a run's STOP file (or a whole sweep's) to the channel, and the trial, which
+learns it in the answer to its next send, stops within a step of that.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+
+from mnist_core.events import Cancelled, EpochEnd, Failed, Finished, Progress, Started, from_dict, to_dict
+from mnist_core.runs import ENDED_STATES, Run
+from mnist_core.storage import atomic_write_bytes, explain_write_error
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.25  # how often a trial sends its progress home, and so how soon it hears "stop"
+PUMP_SECONDS = 0.2
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def connect(num_cpus: int | None = None) -> str:
+    """Join the cluster named by RAY_ADDRESS, or start a local Ray; returns a description.
+
+    A remote cluster gets this package's code shipped with the job (`py_modules`), so its
+    nodes need only Python, PyTorch and torchvision installed."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if ray.is_initialized():
+        return f"Ray cluster at {address}" if address else "local Ray"
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        runtime_env = {"py_modules": [str(PACKAGE_DIR)]} if address.startswith("ray://") else None
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        return f"Ray cluster at {address}"
+    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet)
+    return "local Ray"
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def trial_resources(max_concurrent: int) -> dict[str, float]:
+    """What each trial asks the cluster for.
+
+    With GPUs in the cluster: one CPU and `MNIST_RAY_GPUS_PER_TRIAL` of a GPU (default 1; a
+    fraction such as 0.25 packs four small trials on one GPU). Without: the CPUs split evenly
+    among the trials that run at once, at least one each, so a sweep of one trial at a time
+    trains as fast as a single run."""
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0)
+    if gpus:
+        share = float(os.environ.get("MNIST_RAY_GPUS_PER_TRIAL") or 1)
+        return {"cpu": 1, "gpu": min(share, gpus)}
+    cpus = int(resources.get("CPU", 1))
+    return {"cpu": max(1, cpus // max(1, max_concurrent))}
+
+
+@ray.remote(num_cpus=0)
+class Channel:
+    """Messages from trials to the server, and stop requests from the server to trials."""
+
+    def __init__(self) -> None:
+        self._inbox: list[tuple[str, dict]] = []
+        self._stop: set[str] = set()
+        self._stop_all = False
+
+    def send(self, run_id: str, message: dict) -> bool:
+        """Deliver a trial's message; answers whether that trial should stop."""
+        self._inbox.append((run_id, message))
+        return self._stop_all or run_id in self._stop
+
+    def drain(self) -> list[tuple[str, dict]]:
+        messages, self._inbox = self._inbox, []
+        return messages
+
+    def stop(self, run_id: str | None = None) -> None:
+        """Ask one trial (or, with None, every trial, started or not) to stop."""
+        if run_id is None:
+            self._stop_all = True
+        else:
+            self._stop.add(run_id)
+
+
+def train_remotely(run_id: str, config: dict, channel, data_dir: str | None,
+                   on_epoch: Callable[[EpochEnd], None] | None = None) -> dict:
+    """Run `fit` here, on whatever node Ray chose, reporting everything through `channel`.
+
+    Nothing is written on this node except the dataset (downloaded only if the node lacks it:
+    its own MNIST_DATA_DIR wins over the server's folder, which may not exist here). `on_epoch`
+    is called after each epoch's checkpoint has been sent (Ray Tune reports there)."""
+    import torch
+
+    from mnist_core.config import TrainConfig
+    from mnist_core.train import fit
+
+    threads = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0) or 0)
+    if threads:
+        torch.set_num_threads(threads)
+    pending: list[dict] = []
+    stop = False
+    last_flush = time.monotonic()
+
+    def flush(extra: dict | None = None) -> None:
+        nonlocal pending, stop, last_flush
+        message, pending = {"events": pending, **(extra or {})}, []
+        stop = ray.get(channel.send.remote(run_id, message)) or stop
+        last_flush = time.monotonic()
+
+    flush({"worker": {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                      "pid": os.getpid()}})
+    if stop:  # stopped before it started (a sweep stopped while this trial waited its turn)
+        pending.append(to_dict(Cancelled(0)))
+        flush()
+        return to_dict(Cancelled(0))
+    last_epoch: list[EpochEnd] = []
+
+    def on_event(event) -> None:
+        pending.append(to_dict(event))
+        if isinstance(event, EpochEnd):
+            last_epoch[:] = [event]
+        if not isinstance(event, Progress) or time.monotonic() - last_flush >= FLUSH_SECONDS:
+            flush()
+
+    def on_checkpoint(checkpoint: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        # A reference inside a list is not resolved on the way: the server fetches the bytes itself.
+        flush({"checkpoint": [ray.put(buffer.getvalue())]})
+        if on_epoch and last_epoch:
+            on_epoch(last_epoch[0])
+
+    node_data = os.environ.get("MNIST_DATA_DIR") or (data_dir if data_dir and Path(data_dir).is_dir() else None)
+    result = fit(TrainConfig.from_dict(config), on_event=on_event, should_stop=lambda: stop,
+                 data_dir=node_data, on_checkpoint=on_checkpoint)
+    return to_dict(result.outcome)
+
+
+class Homecoming:
+    """The server's end of a channel: writes what trials send into their run folders."""
+
+    def __init__(self, channel, runs: dict[str, Run], sweep_stop: Callable[[], bool] = lambda: False) -> None:
+        self.channel = channel
+        self.runs = runs
+        self.sweep_stop = sweep_stop
+        self._stopping: set[str] = set()
+        self._stopped_all = False
+        self._lock = threading.Lock()
+
+    def pump(self) -> None:
+        """Pass stop requests out, then write every message that has arrived."""
+        with self._lock:
+            if not self._stopped_all and self.sweep_stop():
+                self._stopped_all = True
+                self.channel.stop.remote(None)
+            for run_id, run in self.runs.items():
+                if run_id not in self._stopping and run.stop_requested():
+                    self._stopping.add(run_id)
+                    self.channel.stop.remote(run_id)
+            for run_id, message in ray.get(self.channel.drain.remote()):
+                run = self.runs.get(run_id)
+                if run is not None:
+                    self._write(run, message)
+
+    def _write(self, run: Run, message: dict) -> None:
+        from mnist_core.jobs import final_status
+
+        try:
+            worker = message.get("worker")
+            if worker:
+                run.update_status(state="running", started_at=time.time(), node=worker["node"],
+                                  host=worker["host"], worker_pid=worker["pid"], message="")
+            for values in message.get("events", []):
+                event = from_dict(values)
+                run.append_event(event)
+                if isinstance(event, Started):
+                    run.update_status(device=event.device, phase="training")
+                if isinstance(event, (Finished, Failed, Cancelled)):
+                    run.update_status(**final_status(event))
+            for reference in message.get("checkpoint") or []:
+                data: bytes = ray.get(reference)
+                atomic_write_bytes(run.checkpoint_path, lambda file, data=data: file.write(data), needed_bytes=len(data))
+        except OSError as error:  # the server's disk: the trial cannot be recorded, so it must not go on
+            self.channel.stop.remote(run.id)
+            self._stopping.add(run.id)
+            try:
+                run.update_status(state="failed", ended_at=time.time(), message=str(error) or
+                                  explain_write_error(error, run.path))
+            except OSError:
+                pass
+
+    def settle(self, run_id: str, error: str | None) -> None:
+        """Record how a trial ended when it could not say so itself (killed, or stopped early).
+
+        Call after the trial's process is gone; whatever it sent before is written first."""
+        self.pump()
+        run = self.runs[run_id]
+        if run.status().get("state") in ENDED_STATES:
+            return
+        if error:
+            changes = {"state": "failed", "message": error}
+        elif self._stopped_all or run_id in self._stopping:
+            changes = {"state": "cancelled", "message": "Stopped on request."}
+        else:
+            epochs = sum(isinstance(event, EpochEnd) for event in run.events())
+            changes = {"state": "cancelled", "message": f"Stopped early by the sweep's ASHA scheduler after epoch "
+                                                        f"{epochs}: its validation accuracy trailed the other trials'."}
+        try:
+            run.update_status(ended_at=time.time(), **changes)
+        except OSError as failure:
+            log.warning("could not record the end of run %s: %s", run_id, failure)
+
+
+def run_job(run: Run, data_dir: str | None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train one run on the Ray cluster (`MNIST_JOB_BACKEND=ray`), recording it here; returns its outcome.
+
+    The caller has already joined the cluster (`connect`)."""
+    channel = Channel.remote()
+    home = Homecoming(channel, {run.id: run}, sweep_stop=should_stop)
+    task = ray.remote(train_remotely).options(**_task_resources(trial_resources(1)), max_retries=0)
+    reference = task.remote(run.id, run.config.to_dict(), channel, data_dir)
+    error = None
+    while True:
+        done, _ = ray.wait([reference], timeout=PUMP_SECONDS)
+        home.pump()
+        if done:
+            break
+    try:
+        outcome = ray.get(reference)
+    except Exception as failure:  # noqa: BLE001 - the worker died or raised: say so in the run
+        error = f"The training process on the Ray cluster failed: {first_line(failure)}"
+        outcome = {"type": "Failed", "message": error}
+    home.settle(run.id, error)
+    ray.kill(channel)
+    return outcome
+
+
+def _task_resources(resources: dict[str, float]) -> dict[str, float]:
+    return {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
+
+
+def first_line(error: BaseException) -> str:
+    """A Ray error's first meaningful line (its messages carry whole remote tracebacks)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if ":" in line and not line.startswith("File ")), None)
+    return last or (lines[0] if lines else type(error).__name__)
+
+
+def describe_resources(resources: dict[str, float]) -> str:
+    parts = [f"{resources['cpu']:g} CPU"]
+    if resources.get("gpu"):
+        parts.append(f"{resources['gpu']:g} GPU")
+    return " + ".join(parts)

@@ -1,0 +1,184 @@
+"""Running a sweep on Ray Tune: `run_sweep(sweep)`, and `python -m mnist_core.sweep_driver SWEEP_DIR`.
+
+The CLI's `sweep` command calls `run_sweep` in its own process; the app starts this module
+as a child process (`JobRunner.submit_sweep`), so Ray is never imported into the Streamlit
+server, and a hosted demo pays Ray's memory only while a sweep runs.
+
+Ray Tune schedules the trials (at most `max_concurrent` at once, each with the resources of
+`cluster.trial_resources`) and, with `asha`, stops poor ones early on their validation
+accuracy per epoch. Each trial is `cluster.train_remotely`, that is `fit`, reporting to Tune
+after every epoch. The configs come from `SweepSpec.configs()`, expanded before Tune starts,
+so Tune's search space is simply the list of trial run folders to fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials write nothing on their node, so no folder is needed
+
+from ray import tune  # noqa: E402 - after the settings above, which Tune reads on import
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+
+from mnist_core import cluster  # noqa: E402
+from mnist_core.runs import ENDED_STATES, Run, create_run  # noqa: E402
+from mnist_core.sweep import Sweep  # noqa: E402
+
+TrialWatcher = Callable[[int, Run, dict], None]  # (trial number, run, its status) on each change of state
+
+
+def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[], bool] = lambda: False,
+              on_trial: TrialWatcher | None = None, num_cpus: int | None = None) -> Sweep:
+    """Run every trial of `sweep` on Ray, recording each in its run folder; returns the sweep.
+
+    The sweep ends finished (whatever its trials' outcomes), cancelled when it was stopped,
+    or failed when Ray itself could not run it; its status message says which trials did what."""
+    spec = sweep.spec
+    owner = sweep.status().get("owner", "")
+    runs: dict[str, Run] = {}
+    for number, config in enumerate(spec.configs(), start=1):
+        run = create_run(config, sweep.runs_dir, owner=owner, extra_status={"sweep": sweep.id, "trial": number})
+        runs[run.id] = run
+    sweep.update_status(state="running", pid=os.getpid(), trials=list(runs), started_at=time.time(),
+                        message="Starting Ray…")
+    stopping = lambda: sweep.stop_requested() or should_stop()  # noqa: E731
+    try:
+        where = cluster.connect(num_cpus)
+        resources = cluster.trial_resources(spec.max_concurrent)
+        sweep.update_status(where=where, message=f"Running on {where}, {cluster.describe_resources(resources)} "
+                                                 f"per trial, {spec.max_concurrent} at a time.")
+        _tune(sweep, runs, resources, data_dir, stopping, on_trial)
+    except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
+        traceback.print_exc()  # for driver.log
+        message = f"The sweep could not run on Ray: {cluster.first_line(error)}"
+        for run in runs.values():
+            if run.status().get("state") not in ENDED_STATES:
+                run.update_status(state="failed", ended_at=time.time(), message=message)
+        sweep.update_status(state="failed", ended_at=time.time(), message=message)
+        return sweep
+    states = [run.status().get("state") for run in runs.values()]
+    counts = ", ".join(f"{states.count(state)} {state}" for state in ENDED_STATES if states.count(state))
+    sweep.update_status(state="cancelled" if stopping() else "finished", ended_at=time.time(),
+                        message=f"{len(states)} trials: {counts}.")
+    return sweep
+
+
+def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_dir: str | None,
+          stopping: Callable[[], bool], on_trial: TrialWatcher | None) -> None:
+    spec = sweep.spec
+    channel = cluster.Channel.remote()
+    home = _HOMES[sweep.id] = cluster.Homecoming(channel, runs, sweep_stop=stopping)
+    trials = [{"run_id": run.id, "config": run.config.to_dict()} for run in runs.values()]
+    scheduler = None
+    if spec.asha:
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", grace_period=1,
+                                  reduction_factor=2, max_t=max(trial["config"]["epochs"] for trial in trials))
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(_trial, channel=channel, data_dir=data_dir), resources),
+        param_space={"trial": tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(
+            num_samples=1, max_concurrent_trials=spec.max_concurrent, scheduler=scheduler, reuse_actors=True,
+            trial_name_creator=_run_id_of, trial_dirname_creator=_run_id_of,
+        ),
+        run_config=tune.RunConfig(name="tune", storage_path=str(sweep.path.resolve()), verbose=0,
+                                  callbacks=[_Settle(sweep.id)]),
+    )
+    done = threading.Event()
+    seen: dict[str, str] = {}  # each trial's last reported state
+    pumping = threading.Thread(target=_pump, args=(home, runs, on_trial, done, seen), name="sweep-homecoming",
+                               daemon=True)
+    pumping.start()
+    try:
+        tuner.fit()
+    finally:
+        done.set()
+        pumping.join()
+        home.pump()
+        _report_changes(runs, on_trial, seen)
+        cluster.ray.kill(channel)
+        del _HOMES[sweep.id]
+
+
+def _trial(config: dict, channel=None, data_dir: str | None = None) -> None:
+    """One Tune trial: `fit` through `cluster.train_remotely`, reporting each epoch to Tune (for ASHA)."""
+    trial = config["trial"]
+
+    def report(epoch) -> None:
+        tune.report({"val_accuracy": epoch.val_accuracy, "epoch": epoch.epoch})
+
+    cluster.train_remotely(trial["run_id"], trial["config"], channel, data_dir, on_epoch=report)
+
+
+def _run_id_of(trial) -> str:
+    return trial.config["trial"]["run_id"]
+
+
+# The homecoming of each sweep running in this process. Tune saves its callbacks with the
+# experiment's state, and a homecoming (a lock, an actor) cannot be saved: the callback keeps the id.
+_HOMES: dict[str, cluster.Homecoming] = {}
+
+
+class _Settle(tune.Callback):
+    """Records how a trial ended when it could not say so itself: its process died, or ASHA stopped it."""
+
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        _HOMES[self.sweep_id].settle(_run_id_of(trial), None)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = trial.get_error() if hasattr(trial, "get_error") else None
+        reason = cluster.first_line(error) if error else "its process died"
+        _HOMES[self.sweep_id].settle(_run_id_of(trial), f"The trial's training process failed: {reason}. "
+                                                        f"The other trials go on.")
+
+
+def _pump(home: cluster.Homecoming, runs: dict[str, Run], on_trial: TrialWatcher | None,
+          done: threading.Event, seen: dict[str, str]) -> None:
+    while not done.wait(cluster.PUMP_SECONDS):
+        try:
+            home.pump()
+        except Exception as error:  # noqa: BLE001 - keep pumping: a passing fault must not lose the trials' results
+            print(f"sweep: could not record trial results yet: {error}", file=sys.stderr)
+        _report_changes(runs, on_trial, seen)
+
+
+def _report_changes(runs: dict[str, Run], on_trial: TrialWatcher | None, seen: dict[str, str]) -> None:
+    if on_trial is None:
+        return
+    for number, run in enumerate(runs.values(), start=1):
+        status = run.status()
+        if seen.get(run.id) != status.get("state"):
+            seen[run.id] = status.get("state", "")
+            on_trial(number, run, status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    try:
+        os.nice(5)  # the server's script threads come first on a small machine
+    except OSError:
+        pass
+    sweep = Sweep(Path(args.sweep_dir))
+    orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731 - nobody would be watching
+    try:
+        run_sweep(sweep, args.data_dir, should_stop=orphaned)
+    finally:
+        cluster.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
