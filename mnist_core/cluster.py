@@ -107,8 +107,9 @@ def train_remotely(run_id: str, config: dict, channel, data_dir: str | None,
                    on_epoch: Callable[[EpochEnd], None] | None = None) -> dict:
     """Run `fit` here, on whatever node Ray chose, reporting everything through `channel`.
 
-    Nothing is written on this node except the dataset (downloaded only if the node lacks it:
-    its own MNIST_DATA_DIR wins over the server's folder, which may not exist here). `on_epoch`
+    Nothing is written on this node except the dataset, downloaded only if the node lacks it.
+    The data comes from the server's data folder when this node has it (the same machine, or
+    a shared disk), else from the node's own MNIST_DATA_DIR (or ./data). `on_epoch`
     is called after each epoch's checkpoint has been sent (Ray Tune reports there)."""
     import torch
 
@@ -151,7 +152,8 @@ def train_remotely(run_id: str, config: dict, channel, data_dir: str | None,
         if on_epoch and last_epoch:
             on_epoch(last_epoch[0])
 
-    node_data = os.environ.get("MNIST_DATA_DIR") or (data_dir if data_dir and Path(data_dir).is_dir() else None)
+    # The server's data folder when this node sees it too (the same machine, a shared disk), else the node's own.
+    node_data = data_dir if data_dir and Path(data_dir).is_dir() else os.environ.get("MNIST_DATA_DIR") or None
     result = fit(TrainConfig.from_dict(config), on_event=on_event, should_stop=lambda: stop,
                  data_dir=node_data, on_checkpoint=on_checkpoint)
     return to_dict(result.outcome)

@@ -1,0 +1,159 @@
+"""Sweeps and jobs on real Ray: the CLI end to end, stopping, a crashed trial, and a two-node cluster.
+
+Each test starts a Ray of its own (a local one inside the CLI, or a `ray.cluster_utils.Cluster`)
+and shuts it down, on failure too. Ray Tune must be installed (the README's test command
+installs it); without it these tests are skipped, or fail under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_core.events import EpochEnd, Finished
+from mnist_core.runs import list_runs
+from mnist_core.sweep import list_sweeps, ray_problem
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if ray_problem():
+    if os.environ.get("CI"):
+        raise RuntimeError(ray_problem())
+    pytest.skip(ray_problem(), allow_module_level=True)
+
+
+def start_sweep(data_dir: Path, runs_dir: Path, *options: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
+         *options],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[dict, str]:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return json.loads(stdout.strip().splitlines()[-1]), stderr
+
+
+def test_cli_sweep_runs_every_trial_as_an_ordinary_run(tiny_data_dir, runs_dir):
+    process = start_sweep(tiny_data_dir, runs_dir, "--grid", "lr=0.01,0.003", "--max-concurrent", "2")
+    summary, stderr = finish(process)
+    assert process.returncode == 0, stderr
+    assert summary["status"] == "finished" and summary["seconds"] > 0
+    assert [trial["config"] for trial in summary["trials"]] == [{"lr": 0.01}, {"lr": 0.003}]
+    assert summary["best"] in summary["trials"]
+    assert summary["best"]["test_accuracy"] == max(trial["test_accuracy"] for trial in summary["trials"])
+    runs = {str(run.path): run for run in list_runs(runs_dir)}
+    for trial in summary["trials"]:
+        run = runs[trial["run_dir"]]  # a run folder like any other, in the run history
+        assert trial["status"] == "finished" == run.status()["state"]
+        assert run.status()["sweep"] == Path(summary["sweep_dir"]).name and run.has_checkpoint()
+        assert any(isinstance(event, EpochEnd) for event in run.events())
+        finished = [event for event in run.events() if isinstance(event, Finished)]
+        assert round(finished[0].test_accuracy, 2) == trial["test_accuracy"]
+        evaluate = subprocess.run([sys.executable, "-m", "mnist_core", "evaluate", str(run.path), "--data-dir",
+                                   str(tiny_data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert evaluate.returncode == 0, evaluate.stderr  # Mistakes and Draw load trials like any run
+    assert "trial 1/2 (lr=0.01): finished" in stderr and "trial 2/2 (lr=0.003): finished" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_stopping_a_sweep_stops_the_running_trial_and_the_ones_to_come(tiny_data_dir, runs_dir):
+    process = start_sweep(tiny_data_dir, runs_dir, "--grid", "epochs=100", "--grid", "batch_size=4",
+                          "--grid", "seed=0,1,2")
+    try:
+        assert wait_for(lambda: any(isinstance(e, EpochEnd) for run in list_runs(runs_dir) for e in run.events()),
+                        timeout=180), "no trial completed an epoch"
+        (sweep,) = list_sweeps(runs_dir)
+        stop_asked = time.monotonic()
+        sweep.request_stop()  # what the Sweep tab's Stop button does
+        summary, stderr = finish(process, timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert summary["status"] == "cancelled" == sweep.status()["state"]
+    assert time.monotonic() - stop_asked < 60
+    states = [trial["status"] for trial in summary["trials"]]
+    assert states == ["cancelled"] * 3, summary
+    first = list_runs(runs_dir)[-1]
+    epochs = [event for event in first.events() if isinstance(event, EpochEnd)]
+    assert 1 <= len(epochs) < 100 and first.has_checkpoint()  # stopped mid-way, its last epoch kept
+
+
+def test_a_trial_whose_process_is_killed_is_failed_and_the_others_go_on(tiny_data_dir, runs_dir):
+    process = start_sweep(tiny_data_dir, runs_dir, "--grid", "epochs=12", "--grid", "batch_size=8",
+                          "--grid", "seed=0,1")
+    try:
+        def first_trial_training():
+            runs = list_runs(runs_dir)
+            return len(runs) == 2 and runs[-1].status().get("worker_pid") and runs[-1].events()
+
+        assert wait_for(first_trial_training, timeout=180), "the first trial never started"
+        victim = list_runs(runs_dir)[-1]
+        os.kill(victim.status()["worker_pid"], signal.SIGKILL)  # a real crash: the trial's process dies
+        summary, stderr = finish(process)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    first, second = summary["trials"]
+    assert first["status"] == "failed" and "failed" in first["message"], first
+    assert second["status"] == "finished" and summary["best"] == second
+    assert victim.status()["state"] == "failed"
+
+
+def test_trials_and_jobs_on_a_second_node_send_their_results_home(tiny_data_dir, tmp_path, monkeypatch):
+    """A head node with no CPUs (the server's) and a worker node with its own working folder."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from mnist_core.jobs import JobRunner
+    from mnist_core.sweep import SweepSpec, create_sweep
+    from mnist_core.sweep_driver import run_sweep
+
+    server_runs, node_folder = tmp_path / "server-runs", tmp_path / "node-2"
+    node_folder.mkdir()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        worker = cluster.add_node(num_cpus=2, env_vars={"MNIST_RUNS_DIR": str(node_folder / "runs"),
+                                                         "MNIST_DATA_DIR": str(tiny_data_dir)})
+        cluster.wait_for_nodes()
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+
+        sweep = create_sweep(SweepSpec.from_preset("fast", grid={"lr": (0.01, 0.003)}), server_runs)
+        # The server's data folder does not exist on the node: the node uses its own MNIST_DATA_DIR.
+        run_sweep(sweep, data_dir=str(tmp_path / "only-on-the-server"))
+        trials = sweep.trial_runs()
+        assert sweep.status()["state"] == "finished" and len(trials) == 2
+        for run in trials:
+            status = run.status()
+            assert status["state"] == "finished" and status["node"] == worker.node_id
+            assert run.has_checkpoint() and any(isinstance(event, Finished) for event in run.events())
+        ray.shutdown()
+
+        # A single job from the Train page with MNIST_JOB_BACKEND=ray goes to the cluster too.
+        monkeypatch.setenv("MNIST_JOB_BACKEND", "ray")
+        runner = JobRunner(server_runs, data_dir=tiny_data_dir)
+        from mnist_core.config import TrainConfig
+
+        run = runner.submit(TrainConfig.preset("fast"))
+        assert wait_for(lambda: run.status().get("state") in ("finished", "failed"), timeout=180)
+        status = run.status()
+        assert status["state"] == "finished", status.get("message")
+        assert status["node"] == worker.node_id and run.has_checkpoint()
+        assert any(isinstance(event, Finished) for event in run.events())
+        assert not (node_folder / "runs").exists()  # the node wrote no run of its own
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
