@@ -327,6 +327,7 @@ class RunSummary:
     finished: Finished | None = None
     last_progress: Progress | None = None
     sweep: str = ""  # the id of the sweep this run is a trial of, or ""
+    trial: int | None = None  # its number in that sweep
     node: str = ""  # where it trained, when that was another machine (Ray)
 
     @property
@@ -386,5 +387,6 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         finished=finished,
         last_progress=last_progress,
         sweep=status.get("sweep", "") or "",
+        trial=status.get("trial"),
         node=status.get("host", "") or "",
     )

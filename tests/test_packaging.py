@@ -69,3 +69,11 @@ def test_wheel_holds_mnist_core_and_nothing_else(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     packaged = {name for name in names if not name.startswith("mnist_core-")}  # the rest is .dist-info
     assert packaged == {f"mnist_core/{path.name}" for path in (ROOT / "mnist_core").glob("*.py")}
+
+
+def test_the_ray_extra_is_requirements_ray_txt_and_stays_out_of_the_runtime_requirements():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ray = _requirements((ROOT / "requirements-ray.txt").read_text().splitlines())
+    assert ray and _requirements(project["optional-dependencies"]["ray"]) == ray
+    assert not any(line.startswith("ray") for line in _requirements((ROOT / "requirements.txt").read_text().splitlines()))

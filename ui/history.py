@@ -50,8 +50,16 @@ def _row(summary: RunSummary) -> dict:
         "train time": duration(summary.train_seconds) if summary.train_seconds else "",
         "started": started,
         "run": summary.id,
-        "note": summary.message if state == "failed" else "",  # last: a long reason pushes no column away
+        "note": _note(summary),  # last: a long reason pushes no column away
     }
+
+
+def _note(summary: RunSummary) -> str:
+    """Which sweep a trial belongs to, and why a run failed or stopped."""
+    parts = [f"sweep trial {summary.trial}" + (f" on {summary.node}" if summary.node else "")] if summary.sweep else []
+    if summary.state in ("failed", "cancelled") and summary.message:
+        parts.append(summary.message)
+    return "; ".join(parts)
 
 
 # Slower than the live panel: redrawing the table every 0.75 s made a 5 s fast-preset run take
