@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -353,6 +354,11 @@ class RunSummary:
         return self.last_progress.elapsed * (1 - self.progress) / self.progress
 
 
+def _other_machine(host: str | None) -> str:
+    """The host a run trained on, when that was not this machine (a Ray worker node)."""
+    return host if host and host != socket.gethostname() else ""
+
+
 def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
     """A run's summary; a damaged run gets one with state "damaged" and the reason as message."""
     status = run.current_status()
@@ -388,5 +394,5 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         last_progress=last_progress,
         sweep=status.get("sweep", "") or "",
         trial=status.get("trial"),
-        node=status.get("host", "") or "",
+        node=_other_machine(status.get("host", "")),
     )

@@ -1,6 +1,7 @@
 """Running a sweep on Ray Tune: `run_sweep(sweep)`, and `python -m mnist_core.sweep_driver SWEEP_DIR`.
 
-The CLI's `sweep` command calls `run_sweep` in its own process; the app starts this module
+On a local Ray the sweep holds one of the machine's training slots (`MNIST_MAX_JOBS`, see
+`slots`) while it runs, like any job. The CLI's `sweep` command calls `run_sweep` in its own process; the app starts this module
 as a child process (`JobRunner.submit_sweep`), so Ray is never imported into the Streamlit
 server, and a hosted demo pays Ray's memory only while a sweep runs.
 
@@ -14,6 +15,7 @@ so Tune's search space is simply the list of trial run folders to fill.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import threading
@@ -27,7 +29,7 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials write nothing on 
 from ray import tune  # noqa: E402 - after the settings above, which Tune reads on import
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
-from mnist_core import cluster  # noqa: E402
+from mnist_core import cluster, slots  # noqa: E402
 from mnist_core.runs import ENDED_STATES, Run, create_run  # noqa: E402
 from mnist_core.sweep import Sweep  # noqa: E402
 
@@ -46,9 +48,19 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
     for number, config in enumerate(spec.configs(), start=1):
         run = create_run(config, sweep.runs_dir, owner=owner, extra_status={"sweep": sweep.id, "trial": number})
         runs[run.id] = run
+    stopping = lambda: sweep.stop_requested() or should_stop()  # noqa: E731
     sweep.update_status(state="running", pid=os.getpid(), trials=list(runs), started_at=time.time(),
                         message="Starting Ray…")
-    stopping = lambda: sweep.stop_requested() or should_stop()  # noqa: E731
+    slot = None
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        # On this machine a sweep is one of its MNIST_MAX_JOBS training jobs, so a sweep and a
+        # single job never train side by side on a small machine (or a hosted demo's memory).
+        slot = slots.acquire(sweep.runs_dir, slots.max_jobs(), holder=sweep.id, should_stop=stopping,
+                             on_wait=lambda: sweep.update_status(message="Waiting for a free training slot: "
+                                                                         "another job is training on this machine."))
+        if slot is None:
+            _end_unstarted(sweep, runs, "cancelled", "Stopped before it started.")
+            return sweep
     try:
         where = cluster.connect(num_cpus)
         resources = cluster.trial_resources(spec.max_concurrent)
@@ -57,17 +69,24 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         _tune(sweep, runs, resources, data_dir, stopping, on_trial)
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
         traceback.print_exc()  # for driver.log
-        message = f"The sweep could not run on Ray: {cluster.first_line(error)}"
-        for run in runs.values():
-            if run.status().get("state") not in ENDED_STATES:
-                run.update_status(state="failed", ended_at=time.time(), message=message)
-        sweep.update_status(state="failed", ended_at=time.time(), message=message)
+        _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.first_line(error)}.")
         return sweep
+    finally:
+        if slot is not None:
+            slot.release()
     states = [run.status().get("state") for run in runs.values()]
     counts = ", ".join(f"{states.count(state)} {state}" for state in ENDED_STATES if states.count(state))
     sweep.update_status(state="cancelled" if stopping() else "finished", ended_at=time.time(),
                         message=f"{len(states)} trials: {counts}.")
     return sweep
+
+
+def _end_unstarted(sweep: Sweep, runs: dict[str, Run], state: str, message: str) -> None:
+    """End the sweep, and every trial that has not ended, with `state` and `message`."""
+    for run in runs.values():
+        if run.status().get("state") not in ENDED_STATES:
+            run.update_status(state=state, ended_at=time.time(), message=message)
+    sweep.update_status(state=state, ended_at=time.time(), message=message)
 
 
 def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_dir: str | None,
@@ -173,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     sweep = Sweep(Path(args.sweep_dir))
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731 - nobody would be watching
+    # Run as `python -m`, this file is __main__, and Ray would pickle `_trial` by value, module
+    # globals and all; from the imported module it is pickled by reference, as in the CLI.
+    driver = importlib.import_module("mnist_core.sweep_driver")
     try:
-        run_sweep(sweep, args.data_dir, should_stop=orphaned)
+        driver.run_sweep(sweep, args.data_dir, should_stop=orphaned)
     finally:
         cluster.shutdown()
     return 0

@@ -111,8 +111,16 @@ def test_a_finished_sweep_shows_its_leaderboard_charts_and_best_trial(app_env):
     assert not any(button.label == "Stop sweep" for button in at.button)  # it is over
 
 
+def test_hosted_mode_turns_sweeps_off_unless_its_setting_turns_them_on(app_env, monkeypatch):
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    at = train_page()
+    assert any("turned off on this shared demo" in error.value for error in at.error)
+    assert start_sweep_button(at).disabled
+
+
 def test_hosted_mode_caps_a_sweep_and_disables_start(app_env, monkeypatch):
     monkeypatch.setenv("MNIST_HOSTED", "1")
+    monkeypatch.setenv("MNIST_HOSTED_SWEEPS", "1")
     at = train_page()
     assert any("at most 4 runs, 1 at a time" in caption.value for caption in at.caption)
     set_lr_values(at, "0.01, 0.005, 0.003, 0.002, 0.001")

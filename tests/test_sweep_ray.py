@@ -113,6 +113,36 @@ def test_a_trial_whose_process_is_killed_is_failed_and_the_others_go_on(tiny_dat
     assert victim.status()["state"] == "failed"
 
 
+def test_a_sweep_waits_for_a_training_slot_and_can_be_stopped_while_it_waits(runs_dir, monkeypatch):
+    """On a local Ray a sweep is one of the machine's MNIST_MAX_JOBS jobs: it waits while another trains."""
+    import threading
+
+    import ray
+
+    from mnist_core import slots
+    from mnist_core.sweep import SweepSpec, create_sweep
+    from mnist_core.sweep_driver import run_sweep
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("MNIST_MAX_JOBS", "1")
+    sweep = create_sweep(SweepSpec.from_preset("fast", grid={"lr": (0.01, 0.003)}), runs_dir)
+    held = slots.try_acquire(runs_dir, 1, holder="a single job")
+    stop = threading.Event()
+    driver = threading.Thread(target=run_sweep, args=(sweep,), kwargs={"should_stop": stop.is_set})
+    try:
+        driver.start()
+        assert wait_for(lambda: "Waiting for a free training slot" in sweep.status().get("message", ""), timeout=30)
+        assert not ray.is_initialized()  # nothing started while it waits
+        stop.set()
+        driver.join(timeout=30)
+    finally:
+        held.release()
+        stop.set()
+    assert not driver.is_alive()
+    assert sweep.status()["state"] == "cancelled"
+    assert [run.status()["state"] for run in sweep.trial_runs()] == ["cancelled", "cancelled"]
+
+
 def test_trials_and_jobs_on_a_second_node_send_their_results_home(tiny_data_dir, tmp_path, monkeypatch):
     """A head node with no CPUs (the server's) and a worker node with its own working folder."""
     import ray

@@ -8,6 +8,8 @@ Mistakes or Draw. The charts are built by `ui.sweep_charts`.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
@@ -31,15 +33,18 @@ LABELS = {
 
 
 def _label(sweep: Sweep) -> str:
-    status = sweep.current_status()
+    """When it started, its size and what it varies. Not its state: the browser keeps a keyed
+    selectbox's first labels, so a state in the label would still say "queued" when it is over."""
+    status = sweep.status()
     count = len(status.get("trials") or [])
-    if not count:  # not started yet: its trials exist only in its spec
-        try:
-            count = sweep.spec.count()
-        except (OSError, ValueError, TypeError, KeyError):  # a damaged spec.json still lists
-            count = 0
-    # The state first: on a phone the end of a long label is cut off.
-    return f"{status.get('state', '?').capitalize()} · {count} trial{'s' if count != 1 else ''} · {sweep.id}"
+    try:
+        spec = sweep.spec
+        count = count or spec.count()  # not started yet: its trials exist only in its spec
+        varied = ", ".join(LABELS.get(name, name).lower() for name in spec.varied)
+    except (OSError, ValueError, TypeError, KeyError):  # a damaged spec.json still lists
+        varied = "damaged settings"
+    started = datetime.fromtimestamp(status.get("created_at", 0)).strftime("%b %d %H:%M:%S")
+    return f"{started} · {count} trial{'s' if count != 1 else ''} · {varied}"
 
 
 def live_sweep(count: int | None) -> None:
@@ -135,6 +140,7 @@ def _status(sweep: Sweep, spec: SweepSpec, status: dict, summaries: list) -> Non
         ended / total if total else 0.0, text=text.get(state, f"{state.capitalize()}: {ended} of {total} trials ended")
     )
     message, where = status.get("message", ""), status.get("where", "")
+    message = message if not message or message.endswith((".", "…")) else f"{message}."
     detail = " ".join(part for part in (message, f"On {where}." if where and where not in message else "") if part)
     if state == "failed":
         st.error(detail or "The sweep failed.", icon=":material/error:")
