@@ -130,7 +130,10 @@ def _trial(config: dict, channel=None, data_dir: str | None = None) -> None:
     trial = config["trial"]
 
     def report(epoch) -> None:
-        tune.report({"val_accuracy": epoch.val_accuracy, "epoch": epoch.epoch})
+        # Not the last epoch: ASHA stops a trial that reaches max_t, and stopped there, it would
+        # never record its Finished event. Its rungs all lie before the last epoch anyway.
+        if epoch.epoch < trial["config"]["epochs"]:
+            tune.report({"val_accuracy": epoch.val_accuracy, "epoch": epoch.epoch})
 
     cluster.train_remotely(trial["run_id"], trial["config"], channel, data_dir, on_epoch=report)
 
