@@ -7,8 +7,8 @@ epochs are capped (`MNIST_HOSTED_MAX_EPOCHS`, default 5), each browser session m
 queued or running job, the queue is short, and nobody can delete runs another session started.
 
 Sweeps are off on a hosted demo unless `MNIST_HOSTED_SWEEPS=1` (or the secret) turns them on,
-capped at 4 trials, one at a time: a sweep on a local Ray peaks at about 2.1 GB (PSS) beside the
-server, close to Community Cloud's 2.7 GB.
+capped at 4 trials, one at a time: a sweep on a local Ray peaks at about 2.1 GB (PSS) besides
+the server's 0.9 GB, more than Community Cloud's 2.7 GB.
 """
 
 from __future__ import annotations
