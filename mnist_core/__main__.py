@@ -1,10 +1,11 @@
-"""Command line: `python -m mnist_core train|sweep|evaluate|presets|models`.
+"""Command line: `python -m mnist_core train|sweep|audit|evaluate|presets|models`.
 
 `train` runs the same engine as the app, in the foreground, with a progress bar on stderr;
 Ctrl-C stops it cleanly (the run is marked cancelled, the last epoch's checkpoint kept). The
 last line on stdout is one JSON object with the results, for scripts and benchmarks.
 `sweep` runs a hyperparameter sweep on Ray (see mnist_core.sweep), one progress line per
-trial on stderr.
+trial on stderr. `audit` ranks a split's images by how likely their label is wrong
+(mnist_core.audit); `train --exclude-marked` leaves out those a person marked wrong.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
     train.add_argument("--runs-dir", help="where run folders go (default: $MNIST_RUNS_DIR or ./runs)")
     train.add_argument("--output", help="also copy the final checkpoint to this path")
+    train.add_argument("--exclude-marked", action="store_true",
+                       help="leave out the training images marked 'label is wrong' in the label audit")
+    train.add_argument("--exclude-ambiguous", action="store_true",
+                       help="with --exclude-marked: also those marked 'ambiguous'")
 
     sweep = commands.add_parser("sweep", help="a hyperparameter sweep on Ray: every trial is a run folder")
     sweep.add_argument("--preset", choices=PRESETS, default="fast", help="the base config (default: fast)")
@@ -58,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random samples (default 0)")
     sweep.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
     sweep.add_argument("--runs-dir", help="where run folders go (default: $MNIST_RUNS_DIR or ./runs)")
+
+    audit = commands.add_parser("audit", help="suspected label errors of a split (confident learning)")
+    audit.add_argument("--split", choices=("train", "test"), default="train")
+    audit.add_argument("--preset", choices=PRESETS, default="fast", help="how the fold models train (default: fast)")
+    audit.add_argument("--folds", type=int, default=4, help="K of the K-fold cross-validation (default 4)")
+    audit.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle (default 0)")
+    audit.add_argument("--checkpoint", help="test split: judge it with this model (a run folder, a .pt file or "
+                                            "'default') instead of the fold models' average")
+    audit.add_argument("--fresh", action="store_true", help="train again even if a stored audit matches")
+    audit.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+    audit.add_argument("--runs-dir", help="where audits and marks are kept (default: $MNIST_RUNS_DIR or ./runs)")
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a run folder, checkpoint or 'default'")
     evaluate.add_argument("path", help="a run folder, a checkpoint file, or 'default' for the shipped model")
@@ -75,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "audit":
+        from mnist_core.audit_cli import run_audit_command
+
+        return run_audit_command(args)
     if args.command == "sweep":
         from mnist_core.sweep_cli import run_sweep_command
 
@@ -126,7 +146,8 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         config = _config_from_args(args).validate()
-    except ConfigError as error:
+        config = _exclude_marked(config, args)
+    except (ConfigError, ValueError) as error:  # MarksDamaged is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
     output_problem = _output_problem(args.output)
@@ -190,6 +211,24 @@ def _train(args: argparse.Namespace) -> int:
             return _report_failure({**summary, "status": "finished-not-copied"}, str(error))
     print(json.dumps(summary))
     return 0 if isinstance(outcome, Finished) else (130 if stop_requested else 1)
+
+
+def _exclude_marked(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """With --exclude-marked, the config that leaves out the images marked in the label audit."""
+    if args.exclude_ambiguous and not args.exclude_marked:
+        raise ConfigError("exclude_ambiguous", "goes with --exclude-marked")
+    if not args.exclude_marked:
+        return config
+    from mnist_core.marks import excluded_indices, marks_path
+
+    indices = excluded_indices(config.dataset, args.runs_dir, ambiguous=args.exclude_ambiguous)
+    what = "'label is wrong' or 'ambiguous'" if args.exclude_ambiguous else "'label is wrong'"
+    if not indices:
+        print(f"note: no training image is marked {what} in {marks_path(config.dataset, 'train', args.runs_dir)}; "
+              f"training on all of them", file=sys.stderr)
+    else:
+        print(f"leaving out {len(indices)} training images marked {what}", file=sys.stderr)
+    return config.replace(exclude=tuple(sorted(set(config.exclude) | set(indices)))).validate()
 
 
 def _report_failure(summary: dict, message: str) -> int:

@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("mnist", "fashion-mnist")
 MAX_EPOCHS = 100
 MAX_BATCH_SIZE = 8192
+TRAIN_IMAGES = 60_000  # in MNIST's and Fashion-MNIST's training splits
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,9 @@ class TrainConfig:
     device: str = "auto"  # auto = CUDA, then Apple MPS, then CPU
     dataset: str = "mnist"
     train_subset: int = 0  # 0 = all 60,000 training images; N = the first N (quick demos, tests)
+    # Training images left out, by index into the training split, sorted (e.g. those marked as
+    # label errors in a label audit); recorded here so the run can be repeated exactly.
+    exclude: tuple[int, ...] = ()
     compile_model: bool = False  # torch.compile before training; compile time is reported on its own
 
     def validate(self) -> TrainConfig:
@@ -78,6 +82,7 @@ class TrainConfig:
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_int("train_subset", self.train_subset, 0, 60_000)
+        _check_indices("exclude", self.exclude, TRAIN_IMAGES)
         _check_choice("device", self.device, DEVICES)
         from mnist_core.device import device_problem  # late import: device imports torch
 
@@ -119,8 +124,9 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             _fail(unknown[0], f"unknown setting; allowed settings are {', '.join(sorted(known))}")
-        if isinstance(values.get("adam_betas"), list):  # JSON has no tuples
-            values = {**values, "adam_betas": tuple(values["adam_betas"])}
+        for name in ("adam_betas", "exclude"):  # JSON has no tuples
+            if isinstance(values.get(name), list):
+                values = {**values, name: tuple(values[name])}
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -145,6 +151,13 @@ def _check_int(field: str, value: Any, low: int, high: int) -> None:
         _fail(field, f"must be a whole number from {low} to {high}, got {value!r}")
     if not low <= value <= high:
         _fail(field, f"must be from {low} to {high}, got {value}")
+
+
+def _check_indices(field: str, value: Any, count: int) -> None:
+    indices = value if isinstance(value, tuple) else None
+    if (indices is None or any(isinstance(i, bool) or not isinstance(i, int) for i in indices)
+            or list(indices) != sorted(set(indices)) or (indices and not (indices[0] >= 0 and indices[-1] < count))):
+        _fail(field, f"must be image indices from 0 to {count - 1}, sorted, each once")
 
 
 def _check_bool(field: str, value: Any) -> None:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnist_core import slots
+from mnist_core.audit import AuditSpec, create_audit
 from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing, is_present, missing_message
@@ -161,11 +162,20 @@ class JobRunner:
         the policy forbids it, DatasetMissing when the data is not on disk, StorageError when
         the runs folder cannot be written."""
         config.validate()
+        return self._enqueue(config, owner, lambda: create_run(config, self.runs_dir, owner=owner))
+
+    def submit_audit(self, spec: AuditSpec, owner: str = "") -> Run:
+        """Queue a label audit: a job like a training run (the same queue, slots and quotas),
+        whose run folder has kind "audit". Raises as `submit` does."""
+        spec.validate()
+        return self._enqueue(spec.config, owner, lambda: create_audit(spec, self.runs_dir, owner=owner))
+
+    def _enqueue(self, config: TrainConfig, owner: str, create: Callable[[], Run]) -> Run:
         with self._lock:  # one check-and-create at a time, so two quick clicks cannot both pass a quota
             self.policy.check(config, owner, self._active_owners(), len(self._queue))
             if not is_present(config.dataset, self.data_dir):
                 raise DatasetMissing(missing_message(config.dataset, self.data_dir))
-            run = create_run(config, self.runs_dir, owner=owner)
+            run = create()
             self._queue.append(run)
             self._start_waiting_jobs()
         return run

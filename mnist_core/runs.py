@@ -48,6 +48,8 @@ ACTIVE_STATES = ("queued", "running")
 ENDED_STATES = ("finished", "failed", "cancelled", "interrupted")
 DAMAGED = "damaged"  # never stored: what a folder whose config or status cannot be read reads as
 SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_core.sweep), not runs
+MARKS_FOLDER = "label-marks"  # runs/label-marks/ holds the label audit's verdicts (mnist_core.marks)
+NOT_RUNS = (SWEEPS_FOLDER, MARKS_FOLDER)
 
 
 class RunDamaged(ValueError):
@@ -249,7 +251,7 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     try:
         runs = [Run(path) for path in root.iterdir()
-                if path.is_dir() and not path.name.startswith(".") and path.name != SWEEPS_FOLDER]
+                if path.is_dir() and not path.name.startswith(".") and path.name not in NOT_RUNS]
     except (FileNotFoundError, NotADirectoryError):
         return []
     runs.sort(key=lambda run: run.id, reverse=True)
@@ -329,6 +331,8 @@ class RunSummary:
     last_progress: Progress | None = None
     sweep: str = ""  # the id of the sweep this run is a trial of, or ""
     trial: int | None = None  # its number in that sweep
+    kind: str = ""  # "audit" for a label audit (mnist_core.audit), "" for a training run
+    status_progress: float | None = None  # an audit's progress, 0..1, which it records in its status
     node: str = ""  # where it trained, when that was another machine (Ray)
 
     @property
@@ -341,6 +345,8 @@ class RunSummary:
         last = self.last_progress
         if self.finished:
             return 1.0
+        if self.status_progress is not None:
+            return self.status_progress
         if last is None or self.config is None:
             return 0.0
         done = (last.epoch - 1) * last.steps_per_epoch + last.step
@@ -377,6 +383,8 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         train_seconds = finished.train_seconds
     else:
         train_seconds = max(last_progress.elapsed if last_progress else 0.0, sum(e.seconds for e in epochs))
+    if status.get("kind") == "audit":  # an audit trains K models and records its whole time itself
+        train_seconds = float(status.get("seconds") or 0.0)
     return RunSummary(
         id=run.id,
         state=status.get("state", "interrupted"),
@@ -394,5 +402,7 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         last_progress=last_progress,
         sweep=status.get("sweep", "") or "",
         trial=status.get("trial"),
+        kind=status.get("kind", "") or "",
+        status_progress=status.get("progress"),
         node=_other_machine(status.get("host", "")),
     )

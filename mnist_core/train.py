@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,12 @@ def fit(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     on_download: ProgressCallback | None = None,
     download_missing: bool = True,
+    train_indices: Sequence[int] | torch.Tensor | None = None,
 ) -> FitResult:
     """Train `config` and report through `on_event`; the last event is Finished, Failed or Cancelled.
+
+    `train_indices` trains on those images of the training split only (a label audit's folds);
+    `config.exclude` then leaves its images out of them, and `config.train_subset` keeps the first N.
 
     Raises ConfigError for an invalid config; every other problem, a listener's included,
     becomes a Failed outcome (reported to the listener when it can still take it).
@@ -70,7 +74,8 @@ def fit(
     config.validate()
     result = FitResult(outcome=Failed("training did not start"))
     try:
-        _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing, result)
+        _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing, train_indices,
+               result)
     except Exception as error:  # noqa: BLE001 - the listener must learn of every failure
         result.outcome = Failed(failure_message(error))
     try:
@@ -109,15 +114,28 @@ def _smaller_lr_advice(lr: float) -> str:
     return f"Try a smaller learning rate than {lr:g}."
 
 
-def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing,
+def training_indices(config: TrainConfig, size: int, train_indices=None) -> torch.Tensor | None:
+    """Which images of the training split (of `size`) a run trains on, in order; None for all of them."""
+    keep = None if train_indices is None else torch.as_tensor(train_indices, dtype=torch.long)
+    if config.exclude:
+        wanted = torch.ones(size, dtype=torch.bool)
+        wanted[torch.as_tensor(config.exclude, dtype=torch.long)] = False
+        keep = wanted.nonzero().squeeze(1) if keep is None else keep[wanted[keep]]
+    if config.train_subset:
+        keep = torch.arange(min(config.train_subset, size)) if keep is None else keep[: config.train_subset]
+    return keep
+
+
+def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, download_missing, train_indices,
            result: FitResult) -> None:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     device = resolve_device(config.device)
     train_images, train_labels = load_split(config.dataset, True, data_dir, download_missing, on_download)
     val_images, val_labels = load_split(config.dataset, False, data_dir, download_missing, on_download)
-    if config.train_subset:
-        train_images, train_labels = train_images[: config.train_subset], train_labels[: config.train_subset]
+    keep = training_indices(config, len(train_labels), train_indices)
+    if keep is not None:
+        train_images, train_labels = train_images[keep], train_labels[keep]
     batches = Batches(
         train_images,
         train_labels,

@@ -102,7 +102,11 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
     run = Run(run_dir)
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
     try:
-        if args.ray:
+        if run.status().get("kind") == "audit":  # a label audit is a job too (mnist_core.audit)
+            from mnist_core.audit import execute_audit
+
+            execute_audit(run, args.data_dir, should_stop=orphaned)
+        elif args.ray:
             _train_on_ray(run, args.data_dir, orphaned)
         else:
             execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)

@@ -38,6 +38,11 @@ def _row(summary: RunSummary) -> dict:
         return {"status": "damaged", "model": "", "epochs": "", "batch": "", "lr": "", "optimizer": "",
                 "best val acc %": "", "train time": "", "started": started, "run": summary.id,
                 "note": summary.message.removeprefix("This run folder is damaged: ")}
+    if summary.kind == "audit":  # a label audit: K fold models, no curve of its own
+        return {"status": state, "model": config.model, "epochs": "", "batch": str(config.batch_size),
+                "lr": f"{config.lr:g}", "optimizer": config.optimizer, "best val acc %": "",
+                "train time": duration(summary.train_seconds) if summary.train_seconds else "",
+                "started": started, "run": summary.id, "note": f"label audit: {summary.message}"}
     return {
         "status": state,
         "model": config.model,
@@ -103,10 +108,11 @@ def _history() -> None:
 
 def _actions(run: Run, summary: RunSummary) -> None:
     watch_column, reuse, download, delete = st.columns(4)
-    if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=summary.damaged):
+    no_curves = summary.damaged or summary.kind == "audit"  # an audit is read on Mistakes' label-audit tab
+    if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=no_curves):
         watch(run)
         st.rerun()
-    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=summary.damaged):
+    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=no_curves):
         load_into_form(summary.config)
         st.rerun()
     if run.has_checkpoint() and not summary.damaged:

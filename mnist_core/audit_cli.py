@@ -1,0 +1,96 @@
+"""`python -m mnist_core audit`: suspected label errors of a split, from the command line.
+
+A stored audit with the same settings is read back rather than trained again (`cached`:
+true). Otherwise the audit runs here, as a run folder of kind "audit", waiting for a training
+slot like `train` does, with a progress bar on stderr; Ctrl-C stops it. The last stdout line
+is one JSON object: `ranked_indices` (every image of the split, most suspicious first),
+`seconds`, `folds`, `out_of_sample_accuracy`, `issues` (how many confident learning flags),
+`top` (the first 20 with their labels and probabilities), `run_dir` and `cached`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+from mnist_core.config import ConfigError, TrainConfig
+
+TOP = 20
+
+
+def run_audit_command(args: argparse.Namespace) -> int:
+    from mnist_core import slots
+    from mnist_core.audit import AuditSpec, create_audit, execute_audit, find_cached, result_for
+    from mnist_core.data import is_present, missing_message
+    from mnist_core.runs import default_runs_dir
+
+    start = time.perf_counter()
+    try:
+        spec = AuditSpec(split=args.split, config=TrainConfig.preset(args.preset), folds=args.folds, seed=args.seed,
+                         checkpoint=args.checkpoint or "").validate()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not is_present(spec.config.dataset, args.data_dir):
+        print(f"error: {missing_message(spec.config.dataset, args.data_dir)}", file=sys.stderr)
+        return 1
+    runs_dir = args.runs_dir or default_runs_dir()
+    cached = None if args.fresh else find_cached(spec, runs_dir)
+    if cached is not None:
+        print(f"using the stored audit {cached.path}", file=sys.stderr)
+        result, run = result_for(spec, cached), cached
+    else:
+        try:
+            run = create_audit(spec, runs_dir)
+        except OSError as error:
+            print(f"error: {error}", file=sys.stderr)
+            print(json.dumps({"ranked_indices": [], "error": str(error)}))
+            return 1
+        stop_requested = False
+
+        def on_interrupt(signum, frame):
+            nonlocal stop_requested
+            stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+        signal.signal(signal.SIGINT, on_interrupt)
+        print(f"audit folder: {run.path}", file=sys.stderr)
+        slot = slots.acquire(runs_dir, slots.max_jobs(), holder=run.id, should_stop=lambda: stop_requested,
+                             on_wait=lambda: print("waiting for a free training slot (MNIST_MAX_JOBS)...",
+                                                   file=sys.stderr))
+        if slot is None:
+            run.update_status(state="cancelled", message="Cancelled before it started.")
+            return 130
+        with slot:
+            result = execute_audit(run, args.data_dir, should_stop=lambda: stop_requested, on_progress=_bar)
+        print(file=sys.stderr)
+        if result is None:
+            status = run.status()
+            print(f"error: {status.get('message')}" if status["state"] == "failed" else status.get("message"),
+                  file=sys.stderr)
+            print(json.dumps({"ranked_indices": [], "status": status["state"], "run_dir": str(run.path),
+                              "error": status.get("message")}))
+            return 1 if status["state"] == "failed" else 130
+    ranking = result.ranking
+    order = ranking["order"].tolist()
+    top = [{"index": i, "given": int(result.labels[i]), "suggested": int(ranking["suggested"][i]),
+            "given_probability": round(float(ranking["given_probability"][i]), 4),
+            "score": round(float(ranking["score"][i]), 4)} for i in order[:TOP]]
+    print(json.dumps({
+        "split": spec.split, "folds": spec.folds if not spec.checkpoint else 0, "run_dir": str(run.path),
+        "cached": cached is not None, "seconds": round(time.perf_counter() - start, 2),
+        "audit_seconds": round(float(run.status().get("seconds") or 0), 2),
+        "out_of_sample_accuracy": round(result.out_of_sample_accuracy, 2),
+        "issues": int(ranking["issue"].sum()), "top": top, "ranked_indices": order,
+    }))
+    return 0
+
+
+def _bar(fraction: float, text: str, width: int = 30) -> None:
+    filled = int(width * fraction)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% {text:40}", end="", file=sys.stderr,
+          flush=True)
