@@ -7,6 +7,11 @@
                   checkpoint.pt   the model after the latest completed epoch
                   STOP            present when someone asked the run to stop
 
+A label audit (mnist_core.audit) is a run folder too: its status.json says kind "audit", its
+config is the fold models', and it holds audit.npz instead of a checkpoint. Beside the runs,
+runs/sweeps/ holds the sweeps' folders (mnist_core.sweep) and runs/label-marks/ the audit's
+marks (mnist_core.marks); listings skip both.
+
 The runs folder is `MNIST_RUNS_DIR`, default `./runs`. JSON and checkpoint files are written
 to a temporary file and renamed, so readers never see half a file, and an event line is
 appended whole or not at all. Run ids start with the creation time to the microsecond, so
