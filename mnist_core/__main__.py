@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
 from mnist_core.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from mnist_core.ctrl_c import StopOnCtrlC
 from mnist_core.events import Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
 
 
@@ -159,21 +159,13 @@ def _train(args: argparse.Namespace) -> int:
         run = create_run(config, runs_dir)
     except OSError as error:  # a full disk or a folder we may not write: nothing was left behind
         return _report_failure({"status": "failed", "model": config.model, "epochs": 0}, str(error))
-    stop_requested = False
-
-    def on_interrupt(signum, frame):  # first Ctrl-C: stop after this step; second: the default
-        nonlocal stop_requested
-        stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
-
-    signal.signal(signal.SIGINT, on_interrupt)
+    stop_requested = StopOnCtrlC()
     print(f"run folder: {run.path}", file=sys.stderr)
     base = {"run_dir": str(run.path), "model": config.model}
     # MNIST_MAX_JOBS counts every process training into this runs folder, the app's jobs included.
     try:
         slot = slots.acquire(
-            runs_dir, slots.max_jobs(), holder=run.id, should_stop=lambda: stop_requested,
+            runs_dir, slots.max_jobs(), holder=run.id, should_stop=stop_requested,
             on_wait=lambda: print(f"waiting for a free training slot: {slots.max_jobs()} job(s) already train "
                                   f"into {runs_dir} (MNIST_MAX_JOBS)...", file=sys.stderr),
         )
@@ -185,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
         return 130
     bar = ProgressBar(compiling=config.compile_model)
     with slot:
-        result = execute_run(run, args.data_dir, should_stop=lambda: stop_requested, on_event=bar.show)
+        result = execute_run(run, args.data_dir, should_stop=stop_requested, on_event=bar.show)
     outcome = result.outcome
     summary = {
         **base,
@@ -210,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
         except OSError as error:
             return _report_failure({**summary, "status": "finished-not-copied"}, str(error))
     print(json.dumps(summary))
-    return 0 if isinstance(outcome, Finished) else (130 if stop_requested else 1)
+    return 0 if isinstance(outcome, Finished) else (130 if stop_requested() else 1)
 
 
 def _exclude_marked(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:

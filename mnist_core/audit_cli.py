@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 
 from mnist_core.config import ConfigError, TrainConfig
+from mnist_core.ctrl_c import StopOnCtrlC
 
 TOP = 20
 
@@ -49,24 +49,16 @@ def run_audit_command(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             print(json.dumps({"ranked_indices": [], "error": str(error)}))
             return 1
-        stop_requested = False
-
-        def on_interrupt(signum, frame):
-            nonlocal stop_requested
-            stop_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
-
-        signal.signal(signal.SIGINT, on_interrupt)
+        stop_requested = StopOnCtrlC()
         print(f"audit folder: {run.path}", file=sys.stderr)
-        slot = slots.acquire(runs_dir, slots.max_jobs(), holder=run.id, should_stop=lambda: stop_requested,
+        slot = slots.acquire(runs_dir, slots.max_jobs(), holder=run.id, should_stop=stop_requested,
                              on_wait=lambda: print("waiting for a free training slot (MNIST_MAX_JOBS)...",
                                                    file=sys.stderr))
         if slot is None:
             run.update_status(state="cancelled", message="Cancelled before it started.")
             return 130
         with slot:
-            result = execute_audit(run, args.data_dir, should_stop=lambda: stop_requested, on_progress=_bar)
+            result = execute_audit(run, args.data_dir, should_stop=stop_requested, on_progress=_bar)
         print(file=sys.stderr)
         if result is None:
             status = run.status()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 import time
 
 from mnist_core.config import ConfigError
+from mnist_core.ctrl_c import StopOnCtrlC
 from mnist_core.runs import Run, summarize
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, create_sweep, describe, parse_grid, parse_sample, ray_problem
 
@@ -44,21 +44,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(json.dumps({"sweep_dir": None, "trials": [], "best": None, "error": str(error)}))
         return 1
     print(f"sweep folder: {sweep.path} ({spec.count()} trials, {spec.max_concurrent} at a time)", file=sys.stderr)
-    stop_requested = False
-
-    def on_interrupt(signum, frame):  # first Ctrl-C: stop every trial after its step; second: the default
-        nonlocal stop_requested
-        stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nstopping the sweep after this step (Ctrl-C again to abort)...", file=sys.stderr)
-
-    signal.signal(signal.SIGINT, on_interrupt)
+    stop_requested = StopOnCtrlC("stopping every trial after its step")
     from mnist_core import cluster, sweep_driver  # Ray, imported only now
 
     total = spec.count()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Tune prints tables: stdout keeps only the JSON line
-            sweep_driver.run_sweep(sweep, args.data_dir, should_stop=lambda: stop_requested,
+            sweep_driver.run_sweep(sweep, args.data_dir, should_stop=stop_requested,
                                    on_trial=lambda number, run, status: _show(number, total, run, status, spec))
     finally:
         cluster.shutdown()
