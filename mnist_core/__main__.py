@@ -1,11 +1,12 @@
-"""Command line: `python -m mnist_core train|sweep|audit|evaluate|presets|models`.
+"""Command line: `python -m mnist_core train|sweep|audit|embed|evaluate|presets|models`.
 
 `train` runs the same engine as the app, in the foreground, with a progress bar on stderr;
 Ctrl-C stops it cleanly (the run is marked cancelled, the last epoch's checkpoint kept). The
 last line on stdout is one JSON object with the results, for scripts and benchmarks.
 `sweep` runs a hyperparameter sweep on Ray (see mnist_core.sweep), one progress line per
 trial on stderr. `audit` ranks a split's images by how likely their label is wrong
-(mnist_core.audit); `train --exclude-marked` leaves out those a person marked wrong.
+(mnist_core.audit); `train --exclude-marked` leaves out those a person marked wrong. `embed`
+builds (or loads) a checkpoint's embedding map (mnist_core.embedding).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
     audit.add_argument("--runs-dir", help="where audits and marks are kept (default: $MNIST_RUNS_DIR or ./runs)")
 
+    embed = commands.add_parser("embed", help="the 2-D map of a model's test digits (t-SNE), built or cached")
+    embed.add_argument("checkpoint", help="a run folder, a checkpoint file, or 'default' for the shipped model")
+    embed.add_argument("--split", choices=("test", "train"), default="test")
+    embed.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+
     evaluate = commands.add_parser("evaluate", help="accuracy of a run folder, checkpoint or 'default'")
     evaluate.add_argument("path", help="a run folder, a checkpoint file, or 'default' for the shipped model")
     evaluate.add_argument("--data-dir")
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from mnist_core.audit_cli import run_audit_command
 
         return run_audit_command(args)
+    if args.command == "embed":
+        from mnist_core.embed_cli import run_embed_command
+
+        return run_embed_command(args)
     if args.command == "sweep":
         from mnist_core.sweep_cli import run_sweep_command
 

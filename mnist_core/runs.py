@@ -9,8 +9,8 @@
 
 A label audit (mnist_core.audit) is a run folder too: its status.json says kind "audit", its
 config is the fold models', and it holds audit.npz instead of a checkpoint. Beside the runs,
-runs/sweeps/ holds the sweeps' folders (mnist_core.sweep) and runs/label-marks/ the audit's
-marks (mnist_core.marks); listings skip both.
+runs/sweeps/ holds the sweeps' folders (mnist_core.sweep), runs/label-marks/ the audit's
+marks (mnist_core.marks) and runs/embeddings/ some embedding maps; listings skip them.
 
 The runs folder is `MNIST_RUNS_DIR`, default `./runs`. JSON and checkpoint files are written
 to a temporary file and renamed, so readers never see half a file, and an event line is
@@ -54,7 +54,8 @@ ENDED_STATES = ("finished", "failed", "cancelled", "interrupted")
 DAMAGED = "damaged"  # never stored: what a folder whose config or status cannot be read reads as
 SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_core.sweep), not runs
 MARKS_FOLDER = "label-marks"  # runs/label-marks/ holds the label audit's verdicts (mnist_core.marks)
-NOT_RUNS = (SWEEPS_FOLDER, MARKS_FOLDER)
+EMBEDDINGS_FOLDER = "embeddings"  # maps of checkpoints whose own folder is read-only (mnist_core.embedding)
+NOT_RUNS = (SWEEPS_FOLDER, MARKS_FOLDER, EMBEDDINGS_FOLDER)
 
 
 class RunDamaged(ValueError):

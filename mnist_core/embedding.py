@@ -1,0 +1,221 @@
+"""The embedding map: where a model puts each of the 10,000 test digits, laid out in 2-D.
+
+What the classifier sees of an image is its penultimate-layer features (`inside.penultimate_
+features`, through a hook on the real model). They are reduced to 50 dimensions by PCA (the
+usual first step: t-SNE on 50 components keeps the neighbourhoods and runs faster), then laid
+out in 2-D by t-SNE with openTSNE.
+
+Why openTSNE: it is BSD-licensed, made for exactly this (FFT-accelerated t-SNE, multi-threaded)
+and pip-installs as a wheel beside numpy, scipy and scikit-learn. umap-learn, the alternative,
+pulls in numba and llvmlite (about 200 MB more) and compiles its kernels on first use, which on
+this 2-core machine cost more time than the whole t-SNE run; both separate MNIST's digits
+equally well for this purpose. The figures are in the README (bench/embedding.py).
+
+A new image (a drawing) is placed without re-running t-SNE: its features, projected onto the
+same 50 components, find their nearest test images, and the point goes to the mean position of
+its 10 nearest (`place`). The 5 nearest are shown beside it.
+
+The map is cached per checkpoint, next to it (`<checkpoint>.map-test.npz`), or, where that
+folder cannot be written, under `runs/embeddings/`. It records the checkpoint's size and
+modification time and is rebuilt when the checkpoint changes. While a map is built its
+progress is written to `<map>.building.json`; `start_build` runs the build in a child process
+(`python -m mnist_core embed`), so the page shows a PCA preview and a progress bar meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnist_core.data import load_split
+from mnist_core.inference import load_model, logits_in_batches, resolve_checkpoint
+from mnist_core.inside import penultimate_features
+from mnist_core.runs import EMBEDDINGS_FOLDER, default_runs_dir
+from mnist_core.storage import atomic_write_bytes
+
+COMPONENTS = 50
+PLACE_NEIGHBOURS = 10
+SHOW_NEIGHBOURS = 5
+TSNE_ITERATIONS = 750  # openTSNE's defaults: 250 early-exaggeration + 500 normal iterations
+MapProgress = Callable[[float, str], None]
+
+
+@dataclass
+class EmbeddingMap:
+    xy: np.ndarray  # [N, 2] float32, the t-SNE layout
+    labels: np.ndarray  # [N] true digits
+    predictions: np.ndarray  # [N] the model's answers
+    confidences: np.ndarray  # [N] the probability of its answer
+    reduced: np.ndarray  # [N, 50] PCA-reduced features, for placing new images
+    mean: np.ndarray  # [features] PCA centre
+    components: np.ndarray  # [features, 50] PCA directions
+    path: Path
+
+    @property
+    def mistakes(self) -> np.ndarray:
+        return self.predictions != self.labels
+
+    def knn_accuracy(self, k: int = 10) -> float:
+        """Leave-one-out k-nearest-neighbour accuracy in 2-D: how well the map separates the digits."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        neighbours = KNeighborsClassifier(n_neighbors=k + 1).fit(self.xy, self.labels)
+        indices = neighbours.kneighbors(self.xy, return_distance=False)[:, 1:]  # without the point itself
+        votes = self.labels[indices]
+        guesses = np.array([np.bincount(row, minlength=10).argmax() for row in votes])
+        return float((guesses == self.labels).mean() * 100)
+
+
+def map_path(checkpoint: str | Path | None, split: str = "test") -> Path:
+    """Where the map of this checkpoint lives: beside it when that folder is writable."""
+    source = resolve_checkpoint(checkpoint)
+    beside = source.with_name(f"{source.name}.map-{split}.npz")
+    if os.access(source.parent, os.W_OK):
+        return beside
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return default_runs_dir() / EMBEDDINGS_FOLDER / f"{digest}.map-{split}.npz"
+
+
+def _checkpoint_key(checkpoint: str | Path | None) -> list[int]:
+    stat = resolve_checkpoint(checkpoint).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def load_cached(checkpoint: str | Path | None, split: str = "test") -> EmbeddingMap | None:
+    """The stored map of this checkpoint, or None when there is none or the checkpoint changed since."""
+    path = map_path(checkpoint, split)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if stored["checkpoint_key"].tolist() != _checkpoint_key(checkpoint):
+                return None
+            return EmbeddingMap(stored["xy"], stored["labels"], stored["predictions"], stored["confidences"],
+                                stored["reduced"], stored["mean"], stored["components"], path)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def build_map(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
+              on_progress: MapProgress = lambda fraction, text: None) -> EmbeddingMap:
+    """Compute the map (features, PCA, t-SNE) and store it; raises OSError/ValueError on failure."""
+    from openTSNE import TSNE
+
+    model, config = load_model(checkpoint)
+    images, labels = load_split(config.dataset, split == "train", data_dir, download_missing=False)
+    on_progress(0.02, "reading the features")
+    features = penultimate_features(model, images, config.dataset)
+    probabilities = torch.softmax(logits_in_batches(model, images, dataset=config.dataset).float(), 1)
+    confidences, predictions = probabilities.max(1)
+    mean, components, reduced = _pca(features, COMPONENTS)
+    on_progress(0.08, "finding each digit's neighbours")
+
+    def report(iteration: int, error: float, embedding) -> None:
+        on_progress(0.15 + 0.85 * min(iteration / TSNE_ITERATIONS, 1.0), f"t-SNE, iteration {iteration}")
+
+    tsne = TSNE(n_jobs=os.cpu_count() or 1, random_state=0, callbacks=_Counted(report), callbacks_every_iters=25,
+                verbose=False)
+    xy = np.asarray(tsne.fit(reduced), dtype=np.float32)
+    result = EmbeddingMap(xy, labels.numpy().astype(np.int64), predictions.numpy().astype(np.int64),
+                          confidences.numpy().astype(np.float32), reduced, mean, components, map_path(checkpoint, split))
+    _save(result, _checkpoint_key(checkpoint))
+    on_progress(1.0, "done")
+    return result
+
+
+class _Counted:
+    """openTSNE restarts its iteration count after early exaggeration; this counts on across both phases."""
+
+    def __init__(self, report: Callable[[int, float, object], None]) -> None:
+        self.report = report
+        self.done = 0
+
+    def __call__(self, iteration: int, error: float, embedding) -> None:
+        self.done += 25
+        self.report(self.done, error, embedding)
+
+
+def preview(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test") -> EmbeddingMap:
+    """An instant stand-in while t-SNE runs: the first two principal components (not stored)."""
+    model, config = load_model(checkpoint)
+    images, labels = load_split(config.dataset, split == "train", data_dir, download_missing=False)
+    features = penultimate_features(model, images, config.dataset)
+    probabilities = torch.softmax(logits_in_batches(model, images, dataset=config.dataset).float(), 1)
+    confidences, predictions = probabilities.max(1)
+    mean, components, reduced = _pca(features, COMPONENTS)
+    return EmbeddingMap(reduced[:, :2].copy(), labels.numpy().astype(np.int64), predictions.numpy().astype(np.int64),
+                        confidences.numpy().astype(np.float32), reduced, mean, components, Path())
+
+
+def _pca(features: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = features.mean(0)
+    centred = features - mean
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    basis = directions[: min(components, directions.shape[0])].T.astype(np.float32)
+    return mean.astype(np.float32), basis, (centred @ basis).astype(np.float32)
+
+
+def _save(result: EmbeddingMap, key: list[int]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, xy=result.xy, labels=result.labels, predictions=result.predictions,
+                        confidences=result.confidences, reduced=result.reduced, mean=result.mean,
+                        components=result.components, checkpoint_key=np.array(key, dtype=np.int64))
+    data = buffer.getvalue()
+    result.path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(result.path, lambda file: file.write(data), needed_bytes=len(data))
+
+
+def place(embedding: EmbeddingMap, model: torch.nn.Module, image: torch.Tensor,
+          dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """Where a new 28x28 image lands on the map, and the indices of its 5 nearest test images."""
+    features = penultimate_features(model, image.reshape(1, 28, 28), dataset)[0]
+    reduced = (features - embedding.mean) @ embedding.components
+    distances = np.linalg.norm(embedding.reduced - reduced, axis=1)
+    nearest = np.argsort(distances)[:PLACE_NEIGHBOURS]
+    return embedding.xy[nearest].mean(0), nearest[:SHOW_NEIGHBOURS]
+
+
+def building_status(checkpoint: str | Path | None, split: str = "test") -> dict | None:
+    """The progress of a build of this map running in another process, or None when none runs."""
+    path = _status_path(map_path(checkpoint, split))
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    from mnist_core.runs import _process_alive
+
+    if status.get("state") == "building" and not _process_alive(status.get("pid")):
+        return {**status, "state": "failed", "message": "the process building the map stopped"}
+    return status
+
+
+def _status_path(path: Path) -> Path:
+    return path.with_name(path.name + ".building.json")
+
+
+def write_status(checkpoint: str | Path | None, split: str, **fields) -> None:
+    path = _status_path(map_path(checkpoint, split))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"pid": os.getpid(), "updated_at": time.time(), **fields}).encode()
+    atomic_write_bytes(path, lambda file: file.write(data))
+
+
+def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test") -> None:
+    """Build the map in a child process (`python -m mnist_core embed`), unless one already does."""
+    status = building_status(checkpoint, split)
+    if status and status.get("state") == "building":
+        return
+    command = [sys.executable, "-m", "mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split]
+    command += ["--data-dir", str(data_dir)] if data_dir else []
+    write_status(checkpoint, split, state="building", progress=0.0, message="starting")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    write_status(checkpoint, split, state="building", progress=0.0, message="starting", pid=process.pid)
