@@ -5,11 +5,13 @@ features`, through a hook on the real model). They are reduced to 50 dimensions 
 usual first step: t-SNE on 50 components keeps the neighbourhoods and runs faster), then laid
 out in 2-D by t-SNE with openTSNE.
 
-Why openTSNE: it is BSD-licensed, made for exactly this (FFT-accelerated t-SNE, multi-threaded)
-and pip-installs as a wheel beside numpy, scipy and scikit-learn. umap-learn, the alternative,
-pulls in numba and llvmlite (about 200 MB more) and compiles its kernels on first use, which on
-this 2-core machine cost more time than the whole t-SNE run; both separate MNIST's digits
-equally well for this purpose. The figures are in the README (bench/embedding.py).
+Why openTSNE: measured on this 2-core machine on the shipped model's 10,000 test digits (the
+same 50 PCA components), openTSNE built the map in 45 s in all (features included) with a
+leave-one-out 10-NN accuracy of 99.55 % in 2-D; umap-learn took 14 s just to import (numba)
+and 51 s to fit (its kernels compile on first use in every new process), for 99.6 %. The maps
+are equally good, openTSNE is faster from a cold process, which is how the app builds maps, it
+is BSD-licensed, and it needs only numpy, scipy and scikit-learn, where umap-learn adds numba
+and llvmlite. The figures are in the README (bench/embedding.py).
 
 A new image (a drawing) is placed without re-running t-SNE: its features, projected onto the
 same 50 components, find their nearest test images, and the point goes to the mean position of
