@@ -1,4 +1,4 @@
-"""The live view of one run: progress, curves, Stop, and the summary once it ends.
+"""The live view of one run: progress, curves, the first layer's filters, Stop, and the summary once it ends.
 
 It polls the run folder from a fragment, so only this part of the page reruns each half
 second, and only while the run is queued or running. Any tab, and any reload, shows the
@@ -10,8 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist_core.events import Compiled, EpochEnd, Started
+from mnist_core.inside import first_layer_filters, tile
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, list_runs, summarize
 from ui.charts import training_loss_figure, validation_figure
+from ui.heatmap import heat_image
 from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
@@ -80,8 +82,31 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
     left, right = st.columns(2)
     left.plotly_chart(training_loss_figure(events, summary.config.epochs), width="stretch", key=f"loss_{run.id}")
     right.plotly_chart(validation_figure(events, summary.config.epochs), width="stretch", key=f"val_{run.id}")
+    _first_layer_filters(run, events)
     if state not in ACTIVE_STATES:
         _summary(run, summary, events)
+
+
+def _first_layer_filters(run: Run, events: list) -> None:
+    """The first convolution's filters as of the latest checkpoint: they form epoch by epoch."""
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    if not epochs or not run.has_checkpoint():
+        return
+    try:
+        stamp = run.checkpoint_path.stat().st_mtime_ns
+        name, picture = _filters_picture(str(run.checkpoint_path), stamp)
+    except (OSError, ValueError) as error:  # being replaced this instant, or damaged: the next poll retries
+        st.caption(f"First-layer filters unavailable: {error}")
+        return
+    st.image(picture, caption=f"First-layer filters (layer {name}) after epoch {epochs[-1].epoch}",
+             width=min(picture.width, 320))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _filters_picture(checkpoint: str, stamp: int):
+    """A checkpoint's first-layer filters as one picture; `stamp` (its mtime) renews the cache each epoch."""
+    name, filters = first_layer_filters(checkpoint)
+    return name, heat_image(tile(filters), cell=max(4, 96 // filters.shape[-1]))
 
 
 def _status_line(run: Run, summary: RunSummary, events: list) -> None:
