@@ -2,6 +2,8 @@
 
 The 10,000 MNIST test images are the project's validation set. Evaluating a checkpoint happens
 once per checkpoint version (mnist_core.evaluate caches it), so every click here is cheap.
+A second tab, "Suspected label errors" (ui.label_audit), ranks the images whose given label is
+probably wrong and records a verdict on each.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
 from ui import mistakes_charts as charts
+from ui.label_audit import label_audit_view
 from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker
 
@@ -104,60 +107,71 @@ def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index:
                     config={"displayModeBar": False})
 
 
+def mistakes_tab() -> None:
+    """The model's mistakes: metrics, per-class accuracy, the confusion matrix and the gallery."""
+    choice = model_picker(key="mistakes_model")
+    if choice is None:
+        st.info("No model yet: there is no shipped default model and no finished run. Train one first.",
+                icon=":material/school:")
+        link_to_train()
+        return
+
+    try:
+        with st.spinner("Evaluating on 10,000 validation images…"):  # only slow the first time per checkpoint
+            path = checkpoint_path(choice)
+            result = evaluate(path)
+            model, config = load_model(path)
+            images, _ = load_split(config.dataset, train=False)
+    except DatasetMissing as error:
+        st.error(str(error), icon=":material/cloud_off:")
+        return
+    except DatasetCorrupt as error:
+        st.error(str(error), icon=":material/broken_image:")
+        return
+    except (CheckpointError, FileNotFoundError) as error:
+        st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")
+        return
+
+    names, noun = CLASS_NAMES[config.dataset], CLASS_NOUN[config.dataset]
+    accuracy_col, mistakes_col, hardest_col = st.columns(3)
+    accuracy_col.metric("Validation accuracy", f"{result.accuracy:.2f} %")
+    mistakes_col.metric("Mistakes", f"{len(result.mistakes):,} of {len(result.labels):,}")
+    hardest = int(result.per_class_accuracy.argmin())
+    hardest_col.metric(f"Hardest {noun}", names[hardest], f"{result.per_class_accuracy[hardest]:.1f} % right",
+                       delta_color="off", delta_arrow="off")
+
+    true_class, predicted_class = st.session_state.get(TRUE), st.session_state.get(PREDICTED)
+    per_class_col, confusion_col = st.columns(2, gap="large")
+    per_class_col.plotly_chart(charts.per_class_accuracy_figure(result.per_class_accuracy, result.confusion.sum(1),
+                                                               names, noun),
+                               config={"displayModeBar": False})
+    with confusion_col:
+        st.markdown("**Confusion matrix** · click a cell to see those mistakes")
+        st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class, names, noun),
+                        key=CONFUSION, on_select=on_confusion_click, selection_mode="points",
+                        config={"displayModeBar": False})
+
+    st.subheader("Misclassified images")
+    true_class, predicted_class = filters_ui(names, noun)
+    shown = result.mistakes_where(true_class, predicted_class)
+    if st.session_state.get(LEAST_FIRST):
+        shown = shown[::-1]
+    inspected = st.session_state.get(INSPECTED)
+    if len(shown) and (inspected is None or inspected not in shown):  # nothing chosen here yet: the page's first
+        inspected = int(shown[charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))[0]])
+    gallery_col, detail_col = st.columns([3, 2], gap="large")
+    with gallery_col:
+        gallery_ui(result, images, shown, inspected, names)
+    if len(shown):
+        with detail_col, st.container(border=True):
+            detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
+
+
 st.title("Mistakes")
 st.caption("The validation images the model gets wrong: where it fails, how sure it was and why.")
-choice = model_picker(key="mistakes_model")
-if choice is None:
-    st.info("No model yet: there is no shipped default model and no finished run. Train one first.",
-            icon=":material/school:")
-    link_to_train()
-    st.stop()
-
-try:
-    with st.spinner("Evaluating on 10,000 validation images…"):  # only slow the first time per checkpoint
-        path = checkpoint_path(choice)
-        result = evaluate(path)
-        model, config = load_model(path)
-        images, _ = load_split(config.dataset, train=False)
-except DatasetMissing as error:
-    st.error(str(error), icon=":material/cloud_off:")
-    st.stop()
-except DatasetCorrupt as error:
-    st.error(str(error), icon=":material/broken_image:")
-    st.stop()
-except (CheckpointError, FileNotFoundError) as error:
-    st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")
-    st.stop()
-
-names, noun = CLASS_NAMES[config.dataset], CLASS_NOUN[config.dataset]
-accuracy_col, mistakes_col, hardest_col = st.columns(3)
-accuracy_col.metric("Validation accuracy", f"{result.accuracy:.2f} %")
-mistakes_col.metric("Mistakes", f"{len(result.mistakes):,} of {len(result.labels):,}")
-hardest = int(result.per_class_accuracy.argmin())
-hardest_col.metric(f"Hardest {noun}", names[hardest], f"{result.per_class_accuracy[hardest]:.1f} % right",
-                   delta_color="off", delta_arrow="off")
-
-true_class, predicted_class = st.session_state.get(TRUE), st.session_state.get(PREDICTED)
-per_class_col, confusion_col = st.columns(2, gap="large")
-per_class_col.plotly_chart(charts.per_class_accuracy_figure(result.per_class_accuracy, result.confusion.sum(1),
-                                                           names, noun),
-                           config={"displayModeBar": False})
-with confusion_col:
-    st.markdown("**Confusion matrix** · click a cell to see those mistakes")
-    st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class, names, noun), key=CONFUSION,
-                    on_select=on_confusion_click, selection_mode="points", config={"displayModeBar": False})
-
-st.subheader("Misclassified images")
-true_class, predicted_class = filters_ui(names, noun)
-shown = result.mistakes_where(true_class, predicted_class)
-if st.session_state.get(LEAST_FIRST):
-    shown = shown[::-1]
-inspected = st.session_state.get(INSPECTED)
-if len(shown) and (inspected is None or inspected not in shown):  # nothing chosen here yet: the page's first
-    inspected = int(shown[charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))[0]])
-gallery_col, detail_col = st.columns([3, 2], gap="large")
-with gallery_col:
-    gallery_ui(result, images, shown, inspected, names)
-if len(shown):
-    with detail_col, st.container(border=True):
-        detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
+# Both tabs are drawn on every run; the label audit's tab is a fragment, so its clicks redraw only itself.
+mistakes, label_errors = st.tabs(["Mistakes", "Suspected label errors"])
+with mistakes:
+    mistakes_tab()
+with label_errors:
+    label_audit_view()

@@ -30,8 +30,10 @@ def watch(run: Run) -> None:
 
 
 def watched_run() -> Run | None:
-    """The run this session watches; a new session (reload, second tab) picks the newest active one."""
-    runs = list_runs()
+    """The run this session watches; a new session (reload, second tab) picks the newest active one.
+
+    Label audits are runs too, but have no curves: they are watched on Mistakes' audit tab."""
+    runs = [run for run in list_runs() if run.status().get("kind") != "audit"]
     by_id = {run.id: run for run in runs}
     chosen = st.session_state.get(WATCHED_RUN)
     if chosen in by_id:

@@ -1,12 +1,18 @@
-"""The hyperparameters form: presets, every TrainConfig field, and problems shown next to their field."""
+"""The hyperparameters form: presets, every TrainConfig field, and problems shown next to their field.
+
+"Leave out marked images" turns the verdicts of Mistakes → Suspected label errors (mnist_core.marks)
+into the config's `exclude`, the exact indices, so the run records what it left out.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TRAIN_IMAGES, TrainConfig
+from mnist_core.marks import VERDICT_LABELS, MarksDamaged, excluded_indices
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
+from ui.state import runner
 
 CUSTOM = "custom"
 LEARNING_RATES = sorted({m * 10.0**e for e in range(-5, 1) for m in (1, 2, 3, 4, 5, 6, 8)} - {2.0, 3.0, 4.0, 5.0, 6.0, 8.0})
@@ -25,9 +31,14 @@ def load_into_form(config: TrainConfig, preset: str = CUSTOM) -> None:
     """Put a config's values into the form's widgets (for presets and 'Reuse settings')."""
     for name in FIELDS:
         st.session_state[f"form_{name}"] = getattr(config, name)
-    # Settings the form has no widget for (e.g. Adam's betas) are kept as they were.
-    st.session_state["form_other"] = {k: v for k, v in config.to_dict().items() if k not in FIELDS}
+    # Settings the form has no widget for (e.g. Adam's betas) are kept as they were. The images left
+    # out come from the marks as they are now, not from the old list: reusing a run that left out
+    # marked images ticks the box again.
+    other = {k: v for k, v in config.to_dict().items() if k not in FIELDS and k != "exclude"}
+    st.session_state["form_other"] = other
     st.session_state["form_preset"] = preset
+    if preset == CUSTOM:  # a preset leaves the box as it was
+        st.session_state["form_exclude_marked"] = bool(config.exclude)
 
 
 def _on_preset_change() -> None:
@@ -38,6 +49,26 @@ def _on_preset_change() -> None:
 
 def _problem_slot() -> st.delta_generator.DeltaGenerator:
     return st.empty()
+
+
+def _leave_out_marked_ui(dataset: str) -> tuple[tuple[int, ...], str | None]:
+    """The checkboxes; the training images they leave out (sorted) and, if the marks cannot be read, why."""
+    wrong, ambiguous = VERDICT_LABELS["wrong"], VERDICT_LABELS["ambiguous"]
+    if not st.checkbox(f"Leave out training images marked '{wrong}'", key="form_exclude_marked",
+                       help="Mark them in Mistakes → Suspected label errors. The run records exactly which "
+                            "images it left out."):
+        return (), None
+    also_ambiguous = st.checkbox(f"…and those marked '{ambiguous}'", key="form_exclude_ambiguous")
+    try:
+        exclude = excluded_indices(dataset, runner().runs_dir, ambiguous=also_ambiguous)
+    except MarksDamaged as error:
+        st.error(str(error), icon=":material/error:")
+        return (), str(error)
+    if exclude:
+        st.caption(f"Leaves out {len(exclude):,} of the {TRAIN_IMAGES:,} training images.")
+    else:
+        st.caption("No training images are marked that way yet: mark them in Mistakes → Suspected label errors.")
+    return exclude, None
 
 
 def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, dict[str, str]]:
@@ -91,10 +122,14 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
         st.checkbox("Compile the model first (torch.compile)", key="form_compile_model",
                     help="Faster steps on a GPU after a compile of a minute or so; on a CPU it rarely pays off. "
                          "The compile time is shown apart from the training time.")
+        exclude, exclude_problem = _leave_out_marked_ui(st.session_state["form_dataset"])
 
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
-    config = TrainConfig(**st.session_state.get("form_other", {}), **values)
+    other = {k: v for k, v in st.session_state.get("form_other", {}).items() if k != "exclude"}
+    config = TrainConfig(**other, **values, exclude=exclude)
     problems = config.problems()
+    if exclude_problem:  # training on every image when asked to leave some out would be wrong
+        problems["exclude"] = exclude_problem
     epochs_problem = policy.epochs_problem(config) if policy and "epochs" not in problems else None
     if epochs_problem:
         problems["epochs"] = epochs_problem

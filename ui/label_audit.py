@@ -1,0 +1,424 @@
+"""Mistakes → Suspected label errors: the images whose given label is probably wrong, and a verdict on each.
+
+`mnist_core.audit` ranks a split's images by confident learning; training its K fold models is
+a background job like a training run, and a finished audit is stored, so the same settings show
+it again at once. A verdict is written (`mnist_core.marks`) the moment it is chosen: it survives
+reloads and restarts, and the Train form can leave the images marked wrong out of the next run.
+
+The whole view is a fragment, so choosing a verdict or a page redraws this tab only, not the
+Mistakes tab beside it (which evaluates a model and computes a saliency map on every run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from mnist_core.audit import DEFAULT_FOLDS, MAX_FOLDS, RESULT_FILE, AuditResult, AuditSpec, find_cached, result_for
+from mnist_core.config import PRESETS, ConfigError, TrainConfig
+from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_present, load_split, missing_message
+from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks, marks_csv, set_mark
+from mnist_core.policy import QuotaExceeded
+from mnist_core.runs import ACTIVE_STATES, Run, list_runs
+from ui.hosted import may_delete, session_id
+from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
+from ui.state import DEFAULT, model_label, runner, selected_model
+
+SPLIT, PRESET, FOLDS, JUDGE = "audit_split", "audit_preset", "audit_folds", "audit_judge"
+JOB, ONLY_UNMARKED, ERROR = "audit_job", "audit_only_unmarked", "audit_error"
+PER_PAGE, COLUMNS, POLL_SECONDS = 8, 2, 1.0  # two cards a row: each has room for its verdicts
+SPLIT_LABELS = {"train": "Training images", "test": "Test images"}
+FOLD_AVERAGE, CHOSEN_MODEL = "folds", "chosen"
+JUDGE_LABELS = {FOLD_AVERAGE: "the fold models' average", CHOSEN_MODEL: "the model chosen for Mistakes"}
+BADGE = "background:#fde8e8;color:#b91c1c;border-radius:4px;padding:0 5px;font-size:11px"
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what a damaged audit.npz raises
+
+
+@st.fragment
+def label_audit_view() -> None:
+    st.caption(
+        "Images whose given label is probably wrong, found by confident learning: models that never saw "
+        "an image judge it, and the images they confidently put in another class come first. Mark each "
+        "one; the Train form can then leave out those marked wrong."
+    )
+    spec = _settings()
+    if spec is None:
+        return
+    job = _job(spec)
+    if job is not None and job.current_status().get("state") in ACTIVE_STATES:
+        st.fragment(_progress, run_every=POLL_SECONDS)(job)  # poll only while it runs
+        return
+    cached = find_cached(spec, runner().runs_dir)
+    _start_row(spec, cached, job)
+    if cached is not None:
+        _results(spec, cached)
+
+
+def _settings() -> AuditSpec | None:
+    """The audit the widgets describe; None when it cannot be made (no model to judge the test split with).
+
+    The settings keep their values for the session, also while hidden or on another page."""
+    split_col, judge_col = st.columns([1, 1.6])
+    split = split_col.segmented_control(
+        "Images to audit",
+        list(SPLIT_LABELS),
+        key=SPLIT,
+        default="train",
+        required=True,
+        format_func=SPLIT_LABELS.get,
+        persist_state="session",
+    )
+    if split == "test":
+        judge = judge_col.radio(
+            "Judge them with",
+            list(JUDGE_LABELS),
+            key=JUDGE,
+            horizontal=True,
+            format_func=JUDGE_LABELS.get,
+            persist_state="session",
+            help="The fold models come from an audit of the training images (run for you "
+            "if there is none yet); a model trained on all of them is a single judge.",
+        )
+        if judge == CHOSEN_MODEL:  # a single model's judgement: no fold models, no folds
+            choice = selected_model()
+            if choice is None:
+                st.info(
+                    "No model to judge with yet: train one, or judge with the fold models.", icon=":material/school:"
+                )
+                return None
+            judge_col.caption(f"Judging with: {model_label(choice)} (choose another on the Mistakes tab)")
+            return AuditSpec(split="test", checkpoint=DEFAULT if choice == DEFAULT else str(runner().runs_dir / choice))
+    preset_col, folds_col, _ = st.columns([1.6, 0.8, 1.2], vertical_alignment="bottom")
+    preset = preset_col.segmented_control(
+        "Fold models train like",
+        list(PRESETS),
+        key=PRESET,
+        default="fast",
+        required=True,
+        format_func=lambda name: name.capitalize().replace("-", " "),
+        persist_state="session",
+    )
+    folds = folds_col.number_input(
+        "Folds (K)",
+        min_value=2,
+        max_value=MAX_FOLDS,
+        value=DEFAULT_FOLDS,
+        step=1,
+        key=FOLDS,
+        persist_state="session",
+        help="K models, each trained on all images but one K-th and judging that K-th.",
+    )
+    st.caption(f"{PRESETS[preset].description}. The audit trains {folds} such models, one after the other.")
+    return AuditSpec(split=split, config=TrainConfig.preset(preset), folds=int(folds))
+
+
+def _settings_of(spec: AuditSpec) -> dict:
+    return json.loads(json.dumps(spec.to_dict()))  # as status.json holds it: lists, not tuples
+
+
+def _job(spec: AuditSpec) -> Run | None:
+    """The audit to show: this session's while it runs, else one running with these settings (started before
+    a reload, or elsewhere), else this session's last one (to say why it ended)."""
+    chosen = st.session_state.get(JOB)
+    mine = Run(runner().runs_dir / chosen) if chosen and (runner().runs_dir / chosen).is_dir() else None
+    if mine is not None and mine.current_status().get("state") in ACTIVE_STATES:
+        return mine
+    wanted = _settings_of(spec)
+    for run in list_runs(runner().runs_dir):
+        status = run.status()
+        if status.get("kind") == "audit" and status.get("audit") == wanted and status.get("state") in ACTIVE_STATES:
+            if run.current_status().get("state") in ACTIVE_STATES:
+                return run
+    return mine
+
+
+def _progress(run: Run) -> None:
+    status = run.current_status()
+    if status.get("state") not in ACTIVE_STATES:
+        st.rerun()  # it just ended: draw the results (or why it stopped) once, and stop polling
+    audited = status.get("audit", {})
+    if audited.get("checkpoint"):
+        st.markdown("**Judging the test images** with one model…")
+    else:
+        preset = next(
+            (
+                name
+                for name, p in PRESETS.items()
+                if json.loads(json.dumps(p.config.to_dict())) == audited.get("config")
+            ),
+            "custom",
+        )
+        st.markdown(
+            f"**Auditing the {SPLIT_LABELS.get(audited.get('split'), 'images').lower()}** with "
+            f"{audited.get('folds', '?')} {preset.replace('-', ' ')} fold models…"
+        )
+    position = runner().queue_position(run)
+    text = status.get("message") or (
+        f"Waiting for a free training slot (number {position} in the queue)…" if position else "Starting…"
+    )
+    st.progress(min(max(float(status.get("progress") or 0.0), 0.0), 1.0), text=text)
+    if may_delete(run):  # on a shared demo only the visitor who started it may stop it
+        st.button("Stop", icon=":material/stop_circle:", key="audit_stop", on_click=_stop, args=(run,))
+    if st.session_state.get(ERROR):
+        st.error(st.session_state.pop(ERROR), icon=":material/error:")
+
+
+def _stop(run: Run) -> None:
+    try:
+        runner().cancel(run)
+    except OSError as error:
+        st.session_state[ERROR] = f"Could not stop the audit: {error}"
+
+
+def _start_row(spec: AuditSpec, cached: Run | None, job: Run | None) -> None:
+    """What is stored, why the last try ended, and the button that starts an audit."""
+    if job is not None and job != cached and job.status().get("audit") == _settings_of(spec):
+        status = job.current_status()
+        if status.get("state") == "failed":
+            st.error(f"The audit failed. {status.get('message', '')}", icon=":material/error:")
+        elif status.get("state") in ("cancelled", "interrupted"):
+            st.info(status.get("message") or "The audit was stopped.", icon=":material/stop_circle:")
+    busy = runner().start_problem(session_id())
+    missing = not is_present(spec.config.dataset, runner().data_dir)
+    text_col, button_col = st.columns([3, 1], vertical_alignment="center")
+    if cached is None:
+        text_col.markdown(
+            "No audit with these settings yet. It runs in the background; this tab shows its "
+            "progress, and its results as soon as it is done."
+        )
+        label, kind = "Start audit", "primary"
+    else:
+        text_col.markdown(_stored_line(spec, cached))
+        label, kind = "Run again", "secondary"
+    clicked = button_col.button(
+        label,
+        type=kind,
+        icon=":material/play_arrow:",
+        key="audit_start",
+        width="stretch",
+        disabled=bool(busy or missing),
+    )
+    if missing:
+        st.warning(missing_message(spec.config.dataset, runner().data_dir), icon=":material/cloud_off:")
+    if busy:
+        st.info(busy, icon=":material/hourglass_top:")
+    if clicked:
+        try:
+            run = runner().submit_audit(spec, owner=session_id())
+        except (ConfigError, QuotaExceeded, DatasetMissing, OSError) as error:
+            st.error(f"Could not start the audit: {error}", icon=":material/error:")
+        else:
+            st.session_state[JOB] = run.id
+            st.rerun()  # show its progress (and the Train page's run history lists it)
+
+
+def _stored_line(spec: AuditSpec, run: Run) -> str:
+    status = run.status()
+    when = datetime.fromtimestamp(status.get("ended_at") or status.get("updated_at") or 0).strftime("%Y-%m-%d %H:%M")
+    source = " (the fold models of the training-image audit)" if spec.split == "test" and not spec.checkpoint else ""
+    seconds = status.get("seconds")
+    took = f", {seconds:,.0f} s" if isinstance(seconds, (int, float)) else ""
+    return f"Stored audit from {when}{took}{source}."
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(path: str, stamp: int, split: str, _spec: AuditSpec) -> tuple[AuditResult, dict[str, np.ndarray]]:
+    """An audit's result and ranking, read once per stored version (`stamp`); the arrays are only read."""
+    result = result_for(_spec, Run(Path(path)))
+    if result.probabilities is None:  # a training-image audit saved without its fold models' test judgement
+        raise ValueError("it holds no judgement of the test images")
+    return result, result.ranking
+
+
+def _results(spec: AuditSpec, run: Run) -> None:
+    dataset, split, runs_dir = spec.config.dataset, spec.split, runner().runs_dir
+    try:
+        result, ranking = _load(str(run.path), (run.path / RESULT_FILE).stat().st_mtime_ns, split, spec)
+        images, _ = load_split(dataset, split == "train", runner().data_dir, download_missing=False)
+    except (DatasetMissing, DatasetCorrupt) as error:
+        st.error(str(error), icon=":material/cloud_off:")
+        return
+    except UNREADABLE as error:
+        st.error(
+            f"This stored audit cannot be read ({error if isinstance(error, ValueError) else type(error).__name__})."
+            " Run it again.",
+            icon=":material/error:",
+        )
+        return
+    if len(images) != len(result.labels):
+        st.error(
+            f"This audit judged {len(result.labels):,} images, but the {split} split here has "
+            f"{len(images):,}. Run it again.",
+            icon=":material/error:",
+        )
+        return
+    try:
+        marks = load_marks(dataset, split, runs_dir)
+    except MarksDamaged as error:
+        st.error(str(error), icon=":material/error:")
+        marks = None  # the verdicts cannot be shown or changed, but the ranking still can
+    if st.session_state.get(ERROR):
+        st.error(st.session_state.pop(ERROR), icon=":material/error:")
+    names = CLASS_NAMES[dataset]
+    st.markdown(
+        f"**{result.out_of_sample_accuracy:.2f} %** out-of-sample accuracy · "
+        f"**{int(ranking['issue'].sum()):,}** flagged by confident learning · "
+        f"**{len(marks or {}):,}** marked so far"
+    )
+    page_key = f"audit_page_{split}"
+    filter_col, download_col = st.columns([3, 1], vertical_alignment="center")
+    only_unmarked = filter_col.toggle(
+        "Only unmarked", key=ONLY_UNMARKED, on_change=st.session_state.update, args=({page_key: 0},)
+    )
+    order = ranking["order"]
+    if only_unmarked and marks:
+        order = order[~np.isin(order, list(marks))]
+    if marks is not None:
+        rows = {
+            index: {
+                "given": names[result.labels[index]],
+                "suggested": names[ranking["suggested"][index]],
+                "given_probability": round(float(ranking["given_probability"][index]), 4),
+            }
+            for index in marks
+            if 0 <= index < len(result.labels)
+        }
+        download_col.download_button(
+            "Download marks as CSV",
+            marks_csv(dataset, split, rows, runs_dir),
+            file_name=f"label-marks-{dataset}-{split}.csv",
+            mime="text/csv",
+            icon=":material/download:",
+            key="audit_download",
+            on_click="ignore",
+            disabled=not marks,
+            width="stretch",
+        )
+    start, stop, pages = page_bounds(len(order), st.session_state.get(page_key, 0), PER_PAGE)
+    if not len(order):
+        st.info("Every image here is marked.", icon=":material/check:")
+        return
+    st.caption(f"Suspects {start + 1:,}–{stop:,} of {len(order):,}, most suspicious first.")
+    shown = order[start:stop]
+    for row in range(0, len(shown), COLUMNS):  # a row at a time, so a phone's single column keeps the order
+        for column, index in zip(st.columns(COLUMNS), shown[row : row + COLUMNS]):
+            with column:
+                _card(int(index), images[index].numpy(), result, ranking, names, marks, (dataset, split, runs_dir))
+    page = start // PER_PAGE
+    back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
+    back.button(
+        "Previous",
+        icon=":material/chevron_left:",
+        key="audit_previous",
+        disabled=page == 0,
+        on_click=st.session_state.update,
+        args=({page_key: page - 1},),
+        width="stretch",
+    )
+    where.markdown(f"<div style='text-align:center'>page {page + 1:,} of {pages:,}</div>", unsafe_allow_html=True)
+    forward.button(
+        "Next",
+        icon=":material/chevron_right:",
+        key="audit_next",
+        disabled=page == pages - 1,
+        on_click=st.session_state.update,
+        args=({page_key: page + 1},),
+        width="stretch",
+    )
+
+
+def _card(
+    index: int,
+    image: np.ndarray,
+    result: AuditResult,
+    ranking: dict,
+    names: tuple[str, ...],
+    marks: dict[int, str] | None,
+    where: tuple,
+) -> None:
+    given, suggested = int(result.labels[index]), int(ranking["suggested"][index])
+    probabilities = result.probabilities[index]
+    with st.container(border=True):
+        st.markdown(
+            _card_html(index, image, given, suggested, probabilities, names, bool(ranking["issue"][index])),
+            unsafe_allow_html=True,
+        )
+        dataset, split, runs_dir = where
+        key = f"audit_mark_{dataset}_{split}_{index}"
+        if marks is not None and st.session_state.get(key) != marks.get(index):
+            st.session_state[key] = marks.get(index)  # the file is the truth (another tab may have marked it)
+        st.segmented_control(
+            "Verdict",
+            VERDICTS,
+            key=key,
+            format_func=VERDICT_LABELS.get,
+            label_visibility="collapsed",
+            disabled=marks is None,
+            on_change=_on_mark,
+            args=(key, index, where),
+        )
+
+
+def _on_mark(key: str, index: int, where: tuple) -> None:
+    dataset, split, runs_dir = where
+    try:
+        set_mark(dataset, split, index, st.session_state.get(key), runs_dir)
+    except (MarksDamaged, OSError) as error:  # StorageError is an OSError
+        st.session_state[ERROR] = f"The verdict on image {index} was not saved: {error}"
+
+
+def _card_html(
+    index: int,
+    image: np.ndarray,
+    given: int,
+    suggested: int,
+    probabilities: np.ndarray,
+    names: tuple[str, ...],
+    flagged: bool,
+) -> str:
+    """The image (enlarged with sharp pixels), the labels and ten tiny bars: one light HTML block per card."""
+    buffer = io.BytesIO()
+    Image.fromarray(thumbnail(image, scale=4)).save(buffer, format="PNG")  # 112 px, nearest neighbour
+    picture = base64.b64encode(buffer.getvalue()).decode()
+    colour = {given: RED, suggested: INDIGO}
+    bars = "".join(
+        f"<div title='{html.escape(names[c])}: {p * 100:.1f} %' style='display:flex;flex-direction:column;"
+        f"justify-content:flex-end;align-items:center;width:14px;height:50px'>"
+        f"<div style='width:11px;height:{max(1, round(p * 36))}px;background:{colour.get(c, MUTED)}'></div>"
+        f"<div style='font-size:10px;line-height:14px;color:#6b7280'>{c}</div></div>"
+        for c, p in enumerate(np.asarray(probabilities, dtype=float))
+    )
+    given_name, suggested_name = html.escape(names[given]), html.escape(names[suggested])
+    badge = f" <span style='{BADGE}'>flagged</span>" if flagged else ""
+    if suggested != given:
+        change = (
+            f"given <b style='color:{RED}'>{given_name}</b> → suggested <b style='color:{INDIGO}'>{suggested_name}</b>"
+        )
+        sure = (
+            f"{given_name}: {_percent(probabilities[given])} · {suggested_name}: {_percent(probabilities[suggested])}"
+        )
+    else:
+        change, sure = f"given <b>{given_name}</b>, no better label", f"{given_name}: {_percent(probabilities[given])}"
+    return (
+        "<div style='display:flex;gap:12px;align-items:flex-start'>"
+        f"<img src='data:image/png;base64,{picture}' width='112' height='112' alt='image {index}' "
+        "style='image-rendering:pixelated;border:1px solid #e5e7eb;border-radius:4px;flex:none'>"
+        "<div style='font-size:14px;line-height:1.5;min-width:0'>"
+        f"<div style='color:#6b7280;font-size:13px'>Image {index}{badge}</div><div>{change}</div>"
+        f"<div style='color:#4b5563;font-size:13px'>{sure}</div>"
+        f"<div style='display:flex;gap:1px;margin-top:4px' aria-label='probabilities of the classes 0 to 9'>{bars}</div>"
+        "</div></div>"
+    )
+
+
+def _percent(probability: float) -> str:
+    return f"{probability * 100:.1f} %"
