@@ -1,0 +1,1 @@
+"""The server load test's parts (entry point: bench/load_test.py); each module has one job."""
