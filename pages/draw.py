@@ -1,4 +1,10 @@
-"""Draw: draw a digit (or upload a picture of one) and see the prediction after every stroke."""
+"""Draw: draw a digit (or upload a picture of one) and see the prediction after every stroke.
+
+"Show inside the network", off by default, adds the drawing's place on the embedding map and
+each layer's output for it (ui.inside_views). Off, it costs nothing: a stroke reruns the page,
+and only a switched-on toggle computes those views. The last digit read is kept in
+`st.session_state["drawn_digit"]` for the Inside page.
+"""
 
 import contextlib
 
@@ -7,8 +13,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from mnist_core.inference import probabilities, resolve_model, saliency
+from mnist_core.data import default_data_dir
+from mnist_core.inference import load_model, probabilities, resolve_model, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
+from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
 from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker
@@ -19,6 +27,8 @@ CANVAS_SIDE = 280  # pixels: fits a phone screen and leaves room for a fingertip
 MODEL_VIEW_SCALE = 7  # the 28x28 the model sees, 196 pixels wide (200 framed) whether saliency is on or off
 UPLOAD_PREVIEW_SIDE = 140  # the uploaded picture beside it: both fit side by side on a 390-pixel phone
 ROUND = "draw_canvas_round"  # bumped by Clear; the canvas redraws itself empty when it changes
+DRAWN = "drawn_digit"  # the last 28x28 digit read (0..1 floats), for the Inside page
+INSIDE = "draw_inside"
 
 
 def clear_canvas() -> None:
@@ -106,6 +116,18 @@ def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray 
         show_picture(picture, caption)
 
 
+def inside_ui(choice: str, pixels: np.ndarray) -> None:
+    """Where the drawing lands among the test images, and its path through the model's layers."""
+    path = checkpoint_path(choice)
+    model, config = load_model(path)  # cached: the same model the prediction used
+    st.subheader("Inside the network")
+    # The map first: where the drawing lands and its nearest test digits read at a glance, while the
+    # strip below is long (14 panels for the shipped model, one a row on a phone).
+    embedding_map(path, default_data_dir(), pixels, key="draw_map")
+    st.markdown("**Layer by layer**")
+    activations_strip(model, config, pixels, key="draw_layers")
+
+
 def upload_preview(uploaded: np.ndarray) -> None:
     show_picture(fit_square(uploaded, UPLOAD_PREVIEW_SIDE), "Your picture")
 
@@ -141,6 +163,8 @@ except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a
 if dataset != "mnist":
     st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
 
+if INSIDE in st.session_state:  # kept while no digit (and so no toggle) is on screen, e.g. after Clear
+    st.session_state[INSIDE] = st.session_state[INSIDE]
 left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
 with left:
     source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
@@ -149,10 +173,15 @@ with right:
     pixels = None if image is None else canvas_to_mnist(image)
     uploaded = image if source == "Upload" else None
     if pixels is not None:
+        st.session_state[DRAWN] = pixels
         prediction_ui(model, dataset, pixels, uploaded)
+        inside = st.toggle("Show inside the network", key=INSIDE,
+                           help="Each layer's output for this digit, and where it lands among the 10,000 test images.")
     elif uploaded is not None:
         st.warning("No digit found in this picture: it looks blank or has too little contrast.")
         upload_preview(uploaded)
     else:
         hint = "Draw a digit on the canvas" if source == "Draw" else "Upload a picture of one digit"
         st.info(f"{hint}: the prediction appears here.", icon=":material/draw:" if source == "Draw" else ":material/upload:")
+if pixels is not None and inside:
+    inside_ui(choice, pixels)

@@ -34,6 +34,7 @@ PAGES = (  # (file relative to app.py, title, icon); the first is the default pa
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/mistakes.py", "Mistakes", ":material/error:"),
     ("pages/draw.py", "Draw", ":material/draw:"),
+    ("pages/inside.py", "Inside", ":material/layers:"),
 )
 
 _inside_app: ContextVar[bool] = ContextVar("inside_app", default=False)

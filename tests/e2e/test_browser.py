@@ -26,7 +26,7 @@ def set_number(tab, label: str, value: int) -> None:
     wait_idle(tab)
 
 
-@pytest.mark.parametrize("path, heading", [("", "Train"), ("mistakes", "Mistakes"), ("draw", "Draw")])
+@pytest.mark.parametrize("path, heading", [("", "Train"), ("mistakes", "Mistakes"), ("draw", "Draw"), ("inside", "Inside")])
 def test_every_page_loads_without_errors(page, app_server, path, heading):
     open_page(page, app_server, path)
     page.get_by_role("heading", name=heading).first.wait_for()

@@ -2,11 +2,11 @@
 
 Streamlit starts every new server in its old `pages/` folder mode until some script run has
 called `st.navigation`; in that mode it used to show a lowercase "app / draw / mistakes /
-train" menu for seconds before the app's Train, Mistakes, Draw appeared. These tests start
+train" menu for seconds before the app's own menu appeared. These tests start
 their own server (the session's `app_server` has been visited already, so it is past that
 moment), record the navigation from the moment the app's DOM appears until the script has
 finished, and check every state it went through: never that old menu, never a page outside
-app.py's frame, and as the first menu Train, Mistakes, Draw (its entries are elements of their
+app.py's frame, and as the first menu Train, Mistakes, Draw, Inside (its entries are elements of their
 own, so the browser may draw them a moment apart: the first of them alone, in order, for at
 most 250 ms, counts as that menu being drawn).
 
@@ -26,8 +26,8 @@ from tests.e2e.conftest import ARTIFACTS, running_server
 
 pytestmark = pytest.mark.e2e
 
-APP_NAV = ["Train", "Mistakes", "Draw"]
-OLD_MODE_NAV = {"app", "draw", "mistakes", "train"}  # page names Streamlit makes from file names
+APP_NAV = ["Train", "Mistakes", "Draw", "Inside"]
+OLD_MODE_NAV = {"app", "draw", "inside", "mistakes", "train"}  # page names Streamlit makes from file names
 
 # The navigation now on screen, as one snapshot: the link texts (icons left out) in the sidebar and
 # in a top navigation bar, whether a page heading is shown, and the script's state.
