@@ -20,7 +20,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        cached = embedding.load_cached(args.checkpoint, args.split)
+        cached = embedding.load_cached(args.checkpoint, args.split, args.data_dir)
         result = cached
         if result is None:
             def progress(fraction: float, text: str) -> None:

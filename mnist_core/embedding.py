@@ -94,17 +94,28 @@ def _checkpoint_key(checkpoint: str | Path | None) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def load_cached(checkpoint: str | Path | None, split: str = "test") -> EmbeddingMap | None:
-    """The stored map of this checkpoint, or None when there is none or the checkpoint changed since."""
-    path = map_path(checkpoint, split)
+def load_cached(checkpoint: str | Path | None, split: str = "test",
+                data_dir: str | Path | None = None) -> EmbeddingMap | None:
+    """The stored map of this checkpoint, or None when there is none, the checkpoint changed since,
+    or it was built on other images than the data folder's (another MNIST copy, a test's tiny one)."""
+    return _load(map_path(checkpoint, split), checkpoint, split, data_dir)
+
+
+def _load(path: Path, checkpoint, split: str, data_dir) -> EmbeddingMap | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
             if stored["checkpoint_key"].tolist() != _checkpoint_key(checkpoint):
                 return None
-            return EmbeddingMap(stored["xy"], stored["labels"], stored["predictions"], stored["confidences"],
-                                stored["reduced"], stored["mean"], stored["components"], path)
+            found = EmbeddingMap(stored["xy"], stored["labels"], stored["predictions"], stored["confidences"],
+                                 stored["reduced"], stored["mean"], stored["components"], path)
     except (OSError, KeyError, ValueError):
         return None
+    try:
+        _, config = load_model(checkpoint)
+        _, labels = load_split(config.dataset, split == "train", data_dir, download_missing=False)
+    except (OSError, ValueError):  # no data here to compare with: the map is still worth showing
+        return found
+    return found if np.array_equal(found.labels, labels.numpy()) else None
 
 
 def build_map(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
@@ -119,6 +130,11 @@ def build_map(checkpoint: str | Path | None, data_dir: str | Path | None = None,
     probabilities = torch.softmax(logits_in_batches(model, images, dataset=config.dataset).float(), 1)
     confidences, predictions = probabilities.max(1)
     mean, components, reduced = _pca(features, COMPONENTS)
+    # The PCA layout is the page's stand-in while t-SNE runs: saved now, `preview` reads it for free.
+    stand_in = EmbeddingMap(reduced[:, :2].copy(), labels.numpy().astype(np.int64), predictions.numpy().astype(np.int64),
+                            confidences.numpy().astype(np.float32), reduced, mean, components,
+                            _preview_path(map_path(checkpoint, split)))
+    _save(stand_in, _checkpoint_key(checkpoint))
     on_progress(0.08, "finding each digit's neighbours")
 
     def report(iteration: int, error: float, embedding) -> None:
@@ -146,8 +162,16 @@ class _Counted:
         self.report(self.done, error, embedding)
 
 
+def _preview_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".npz", ".preview.npz"))
+
+
 def preview(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test") -> EmbeddingMap:
-    """An instant stand-in while t-SNE runs: the first two principal components (not stored)."""
+    """A stand-in while t-SNE runs: the first two principal components, as the build saved them
+    seconds after it started, or computed here when it has not got that far."""
+    saved = _load(_preview_path(map_path(checkpoint, split)), checkpoint, split, data_dir)
+    if saved is not None:
+        return saved
     model, config = load_model(checkpoint)
     images, labels = load_split(config.dataset, split == "train", data_dir, download_missing=False)
     features = penultimate_features(model, images, config.dataset)

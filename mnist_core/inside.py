@@ -14,7 +14,6 @@ sees, which the embedding map (mnist_core.embedding) lays out in 2-D.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,29 +104,3 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, dataset: str = 
         model.train(was_training)
     return torch.cat(captured).flatten(1).numpy()
 
-
-def tile(maps: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarray:
-    """A stack of 2-D maps [C, H, W] as one grid image, each map scaled to 0..1 on its own.
-
-    Gaps between the maps are NaN, so a colour map can leave them blank. Scaling each map
-    alone shows its pattern whatever its range (a filter's weights, a layer's activations)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    count, height, width = maps.shape
-    columns = columns or int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / columns))
-    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
-    for index, values in enumerate(maps):
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        row, column = divmod(index, columns)
-        grid[row * (height + gap):row * (height + gap) + height, column * (width + gap):column * (width + gap) + width] = scaled
-    return grid
-
-
-def first_layer_filters(checkpoint: str | Path | None) -> tuple[str, np.ndarray]:
-    """The first convolution's filters of a checkpoint, [filters, kh, kw] (its one input channel)."""
-    from mnist_core.inference import load_model
-
-    model, _ = load_model(checkpoint)
-    name, weights = conv_filters(model)[0]
-    return name, weights[:, 0]

@@ -145,21 +145,33 @@ def test_a_built_map_is_stored_beside_its_checkpoint_and_read_back(built, traine
     _, labels = load_split("mnist", False, tiny_data_dir)
     assert built.path == trained.with_name("checkpoint.pt.map-test.npz") and built.path.is_file()
     assert built.xy.shape == (len(labels), 2) and np.array_equal(built.labels, labels.numpy())
-    cached = embedding.load_cached(trained)
+    cached = embedding.load_cached(trained, data_dir=tiny_data_dir)
     assert cached is not None
     assert np.array_equal(cached.xy, built.xy) and np.array_equal(cached.predictions, built.predictions)
 
 
-def test_a_changed_checkpoint_makes_its_stored_map_stale(built, trained, tmp_path):
+def test_a_changed_checkpoint_makes_its_stored_map_stale(built, trained, tmp_path, tiny_data_dir):
     copy = tmp_path / "checkpoint.pt"
     shutil.copy2(trained, copy)
     shutil.copy2(built.path, copy.with_name(built.path.name))
-    assert embedding.load_cached(copy) is not None  # same size and modification time: still valid
+    assert embedding.load_cached(copy, data_dir=tiny_data_dir) is not None  # same size and time: still valid
     stat = copy.stat()
     os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # touched
-    assert embedding.load_cached(copy) is None
+    assert embedding.load_cached(copy, data_dir=tiny_data_dir) is None
     torch.save({"something": "else"}, copy)  # rewritten: another size too
-    assert embedding.load_cached(copy) is None
+    assert embedding.load_cached(copy, data_dir=tiny_data_dir) is None
+
+
+def test_a_map_built_on_other_test_images_is_not_read_back(built, trained, tiny_data_dir, tmp_path):
+    from tests.conftest import tiny_digits, write_idx
+
+    other = tmp_path / "other-data" / "MNIST" / "raw"
+    other.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        shutil.copy(tiny_data_dir / "MNIST" / "raw" / name, other / name)
+    write_idx(other, "t10k", *tiny_digits(len(built.labels), seed=99))  # as many test images, other digits
+    assert embedding.load_cached(trained, data_dir=tiny_data_dir) is not None
+    assert embedding.load_cached(trained, data_dir=tmp_path / "other-data") is None
 
 
 def test_a_new_image_is_placed_inside_the_map_with_its_five_nearest(built, trained, tiny_data_dir):

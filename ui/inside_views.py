@@ -126,19 +126,21 @@ def filters_row(model: nn.Module) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def stored_map(checkpoint: str, checkpoint_version: tuple, map_version: tuple) -> EmbeddingMap | None:
-    """A checkpoint's map, read once per version of it and of the map file. A resource, not data:
-    the pages only read it, and copying its 10,000 x 50 features on every rerun would cost more."""
-    return embedding.load_cached(checkpoint)
+def stored_map(checkpoint: str, checkpoint_version: tuple, map_version: tuple,
+               data_dir: str | None) -> EmbeddingMap | None:
+    """A checkpoint's map, read once per version of it and of the map file (None when it was built
+    on other test images). A resource, not data: the pages only read it, and copying its
+    10,000 x 50 features on every rerun would cost more."""
+    return embedding.load_cached(checkpoint, data_dir=data_dir)
 
 
-def current_map(checkpoint: Path) -> EmbeddingMap | None:
+def current_map(checkpoint: Path, data_dir: str | None) -> EmbeddingMap | None:
     target = embedding.map_path(checkpoint)
     try:
         stat = target.stat()
     except OSError:
         return None
-    return stored_map(str(checkpoint), file_key(checkpoint)[1:], (stat.st_mtime_ns, stat.st_size))
+    return stored_map(str(checkpoint), file_key(checkpoint)[1:], (stat.st_mtime_ns, stat.st_size), data_dir)
 
 
 @st.cache_resource(show_spinner=False)
@@ -190,14 +192,11 @@ def embedding_map(
     try:
         model, config = load_model(path)
         images, labels = load_split(config.dataset, train=False, data_dir=data_dir, download_missing=False)
-        shown = current_map(path)
-        other_data = shown is not None and not np.array_equal(shown.labels, labels.numpy())
-        if other_data:  # built on other test images (another data folder): its points are not these
-            shown = None
+        shown = current_map(path, data_dir)  # None too when it was built on other test images
         if shown is None:
             status = embedding.building_status(path) or {}
             if status.get("state") != "building":
-                offer_build(path, data_dir, status, key, other_data)
+                offer_build(path, data_dir, status, key)
                 return
             job = preview_job(str(path), file_key(path)[1:], data_dir)
             done = job.done()  # once: the fragment must wait for the preview exactly when it is not shown
@@ -218,17 +217,15 @@ def embedding_map(
     map_view(shown, model, config, images, image28, highlight, key, star_name, on_inspect)
 
 
-def offer_build(path: Path, data_dir: str | None, status: dict, key: str, other_data: bool) -> None:
-    if other_data:
-        st.info("This model's map was built on other test images than the ones here.", icon=":material/info:")
-    elif status.get("state") == "failed":
+def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> None:
+    if status.get("state") == "failed":
         st.warning(f"Building the map failed: {status.get('message')}", icon=":material/error:")
     st.button(
         "Build the map (about a minute)",
         key=f"{key}_build",
         icon=":material/scatter_plot:",
         on_click=build,
-        args=(path, data_dir, other_data),
+        args=(path, data_dir),
     )
     st.caption(
         "The map places the 10,000 test images by how alike the model sees them (t-SNE on its last "
@@ -236,9 +233,7 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str, other_
     )
 
 
-def build(path: Path, data_dir: str | None, replace: bool) -> None:
-    if replace:  # the build would otherwise find the stored map, which only checks the checkpoint, and keep it
-        embedding.map_path(path).unlink(missing_ok=True)
+def build(path: Path, data_dir: str | None) -> None:
     embedding.start_build(path, data_dir)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist_core.events import Compiled, EpochEnd, Started
-from mnist_core.inside import first_layer_filters, tile
+from mnist_core.inference import load_model
+from mnist_core.inside import conv_filters
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, list_runs, summarize
 from ui.charts import training_loss_figure, validation_figure
-from ui.heatmap import heat_image
+from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
@@ -101,14 +102,15 @@ def _first_layer_filters(run: Run, events: list) -> None:
         st.caption(f"First-layer filters unavailable: {error}")
         return
     st.image(picture, caption=f"First-layer filters (layer {name}) after epoch {epochs[-1].epoch}",
-             width=min(picture.width, 320))
+             width=min(picture.shape[1], 320))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _filters_picture(checkpoint: str, stamp: int):
     """A checkpoint's first-layer filters as one picture; `stamp` (its mtime) renews the cache each epoch."""
-    name, filters = first_layer_filters(checkpoint)
-    return name, heat_image(tile(filters), cell=max(4, 96 // filters.shape[-1]))
+    model, _ = load_model(checkpoint)
+    name, weights = conv_filters(model)[0]
+    return name, filters_picture(weights)[0]
 
 
 def _status_line(run: Run, summary: RunSummary, events: list) -> None:
