@@ -18,6 +18,7 @@ from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
 from ui import mistakes_charts as charts
+from ui.inside_views import activations_strip
 from ui.label_audit import label_audit_view
 from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker
@@ -165,6 +166,10 @@ def mistakes_tab() -> None:
     if len(shown):
         with detail_col, st.container(border=True):
             detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
+        # Off by default: the strip costs a forward pass and a dozen pictures per rerun.
+        if st.toggle(f"Show inside the network for image {inspected}", key="mistakes_inside",
+                     help="Every layer's output for the enlarged image, as on the Inside page."):
+            activations_strip(model, config, images[inspected].numpy(), key="mistakes_inside")
 
 
 st.title("Mistakes")

@@ -138,6 +138,22 @@ def test_pages_order_and_inspect(studio, trained_runs):
     assert any(m.value.startswith(f"**Image {index}**") for m in app.markdown)
 
 
+def test_the_inspected_mistake_can_be_looked_inside_layer_by_layer(studio, trained_runs):
+    studio(trained_runs)
+    result = evaluate(newest_run(trained_runs))
+    index = int(result.mistakes[2])
+    app = open_page()
+    app.button(key=f"inspect_{index}").click().run()
+    inside = app.toggle(key="mistakes_inside")
+    assert inside.value is False  # off by default: no layer pictures are made
+    before = len(app.get("image"))  # the gallery's thumbnails and the detail's two pictures
+    inside.set_value(True).run()
+    assert not app.exception
+    assert inside.label == f"Show inside the network for image {index}"
+    assert len(app.get("image")) > before + 3  # a picture per layer of the fast model
+    assert any("Conv2d" in text for text in [m.value for m in app.markdown] + [c.value for c in app.caption])
+
+
 def test_missing_dataset_is_an_error_message(studio, trained_runs, tmp_path, monkeypatch):
     studio(trained_runs)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))

@@ -124,3 +124,12 @@ def test_click_a_point_on_the_map_and_look_inside_it(page, app_server):
     page.get_by_text(f"Test image {point['index']}:").wait_for()
     assert page.get_by_role("spinbutton").first.input_value() == str(point["index"])
     assert_no_errors(page)
+
+
+def test_a_mistake_can_be_looked_inside_from_the_mistakes_page(page, app_server):
+    open_page(page, app_server, "mistakes")
+    page.get_by_text("Show inside the network for image").click()
+    wait_idle(page)
+    page.get_by_text("Conv2d").first.wait_for()  # the layer panels, titled like ConvNetJS
+    page.get_by_text("softmax · Softmax").wait_for()
+    assert_no_errors(page)
