@@ -65,7 +65,8 @@ async def measure(url: str, browser_path: str, strokes: int) -> dict[str, list[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strokes", type=int, default=20)
-    parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR"))
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR"),
+                        required=not os.environ.get("MNIST_DATA_DIR"), help="folder holding MNIST/raw/")
     parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:

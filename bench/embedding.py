@@ -47,7 +47,7 @@ def main() -> None:
     summary = json.loads(done.stdout.strip().splitlines()[-1])
 
     start = time.perf_counter()
-    loaded = embedding.load_cached(args.checkpoint)
+    loaded = embedding.load_cached(args.checkpoint, data_dir=args.data_dir)
     cached = time.perf_counter() - start
     model, config = load_model(args.checkpoint)
     images, _ = load_split(config.dataset, False, args.data_dir, download_missing=False)

@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load_check import CHROMIUM_FLAGS, start_server, stop_server, wait_until_healthy  # noqa: E402
+from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
+from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
 
 MEASURE = """async () => {
   // The page may still show the previous run: only the new run's header counts.

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.load.procfs import descendants, proportional_kib  # noqa: E402  (Ray's raylet, GCS, workers: the driver's)
 
 
 def command(*args: str) -> list[str]:
@@ -47,35 +49,7 @@ def timed(args: list[str], env: dict, sample_memory: bool = False) -> tuple[floa
 
 def _sample(root_pid: int, peak: list[float], done: threading.Event) -> None:
     while not done.wait(0.2):
-        peak[0] = max(peak[0], sum(_pss_mib(pid) for pid in _tree(root_pid)))
-
-
-def _tree(root_pid: int) -> list[int]:
-    """The process and all its descendants (Ray's raylet, GCS and workers are the driver's)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _pss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
+        peak[0] = max(peak[0], sum((proportional_kib(pid) or 0) / 1024 for pid in descendants(root_pid)))
 
 
 def main() -> None:

@@ -185,6 +185,8 @@ def audit_test_with_checkpoint(spec: AuditSpec, data_dir: str | Path | None = No
     from mnist_core.inference import load_model, resolve_checkpoint
 
     model, trained = load_model(resolve_checkpoint(spec.checkpoint))
+    if trained.dataset != spec.config.dataset:  # its labels, the marks and the page would not match
+        raise AuditFailed(f"that model was trained on {trained.dataset}, but this audit judges {spec.config.dataset}")
     images, labels = load_split(trained.dataset, False, data_dir, download_missing=False)
     return AuditResult("test", _softmax(logits_in_batches(model, images, dataset=trained.dataset)),
                        labels.numpy().astype(np.int64))
@@ -238,7 +240,8 @@ def find_cached(spec: AuditSpec, runs_dir: str | Path | None = None) -> Run | No
             continue
         if not (run.path / RESULT_FILE).is_file():
             continue
-        if status.get("audit") == wanted or (spec.split == "test" and not spec.checkpoint and status["audit"] == as_train):
+        if status.get("audit") == wanted or (spec.split == "test" and not spec.checkpoint
+                                             and status.get("audit") == as_train):
             return run
     return None
 

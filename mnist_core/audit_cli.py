@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 
 from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.ctrl_c import StopOnCtrlC
@@ -40,9 +41,14 @@ def run_audit_command(args: argparse.Namespace) -> int:
     runs_dir = args.runs_dir or default_runs_dir()
     cached = None if args.fresh else find_cached(spec, runs_dir)
     if cached is not None:
-        print(f"using the stored audit {cached.path}", file=sys.stderr)
-        result, run = result_for(spec, cached), cached
-    else:
+        try:
+            result, run = result_for(spec, cached), cached
+            print(f"using the stored audit {cached.path}", file=sys.stderr)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # a damaged audit.npz: audit again
+            print(f"the stored audit {cached.path} cannot be read ({type(error).__name__}); auditing again",
+                  file=sys.stderr)
+            cached = None
+    if cached is None:
         try:
             run = create_audit(spec, runs_dir)
         except OSError as error:

@@ -8,8 +8,8 @@ local Ray with this machine's CPUs and GPUs when none is named.
 A worker node need not share the server's disk. The training function (`train_remotely`)
 writes nothing on the node it runs on: it sends its `fit` events, batched every
 `FLUSH_SECONDS` and at once at each epoch's end, to a small `Channel` actor, and each epoch's
-checkpoint as bytes put into Ray's object store. On the server, a `Homecoming` drains the
-channel and writes the events, status and checkpoints into the ordinary run folders, so
+checkpoint as bytes (which Ray carries through its object store). On the server, a
+`Homecoming` drains the channel and writes the events, status and checkpoints into the ordinary run folders, so
 every page reads a Ray run as it reads a local one. Stopping goes the other way: the
 homecoming passes a run's STOP file (or a whole sweep's) to the channel, and the trial, which
 learns it in the answer to its next send, stops within a step of that.
@@ -30,7 +30,7 @@ import ray
 
 from mnist_core.events import Cancelled, EpochEnd, Failed, Finished, Progress, Started, from_dict, to_dict
 from mnist_core.runs import ENDED_STATES, Run
-from mnist_core.storage import atomic_write_bytes, explain_write_error
+from mnist_core.storage import StorageError, atomic_write_bytes, explain_write_error
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,17 @@ def trial_resources(max_concurrent: int) -> dict[str, float]:
 
     With GPUs in the cluster: one CPU and `MNIST_RAY_GPUS_PER_TRIAL` of a GPU (default 1; a
     fraction such as 0.25 packs four small trials on one GPU). Without: the CPUs split evenly
-    among the trials that run at once, at least one each, so a sweep of one trial at a time
-    trains as fast as a single run."""
+    among the trials that run at once, at least one each and at most one node's worth, so a
+    sweep of one trial at a time on one machine trains as fast as a single run."""
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0)
     if gpus:
         share = float(os.environ.get("MNIST_RAY_GPUS_PER_TRIAL") or 1)
         return {"cpu": 1, "gpu": min(share, gpus)}
     cpus = int(resources.get("CPU", 1))
-    return {"cpu": max(1, cpus // max(1, max_concurrent))}
+    # A trial runs on one node: never ask for more CPUs than the largest node has.
+    largest = max((int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")), default=1)
+    return {"cpu": max(1, min(largest, cpus // max(1, max_concurrent)))}
 
 
 @ray.remote(num_cpus=0)
@@ -94,6 +96,10 @@ class Channel:
     def drain(self) -> list[tuple[str, dict]]:
         messages, self._inbox = self._inbox, []
         return messages
+
+    def ended(self, run_id: str, error: str | None) -> None:
+        """Ray Tune saw a trial end (it may run on the cluster, far from the server): pass it home."""
+        self._inbox.append((run_id, {"ended": True, "error": error}))
 
     def stop(self, run_id: str | None = None) -> None:
         """Ask one trial (or, with None, every trial, started or not) to stop."""
@@ -147,8 +153,10 @@ def train_remotely(run_id: str, config: dict, channel, data_dir: str | None,
     def on_checkpoint(checkpoint: dict) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        # A reference inside a list is not resolved on the way: the server fetches the bytes itself.
-        flush({"checkpoint": [ray.put(buffer.getvalue())]})
+        # The bytes themselves, not a reference: an object put here is owned by this worker and is lost
+        # when Tune ends it, which can be before the server fetched it. Ray carries an argument this
+        # large through its object store all the same, and the channel holds it until it is drained.
+        flush({"checkpoint": buffer.getvalue()})
         if on_epoch and last_epoch:
             on_epoch(last_epoch[0])
 
@@ -182,7 +190,11 @@ class Homecoming:
                     self.channel.stop.remote(run_id)
             for run_id, message in ray.get(self.channel.drain.remote()):
                 run = self.runs.get(run_id)
-                if run is not None:
+                if run is None:
+                    continue
+                if message.get("ended"):  # after everything the trial itself sent (one inbox, in order)
+                    self._settle(run, message.get("error"))
+                else:
                     self._write(run, message)
 
     def _write(self, run: Run, message: dict) -> None:
@@ -200,15 +212,15 @@ class Homecoming:
                     run.update_status(device=event.device, phase="training")
                 if isinstance(event, (Finished, Failed, Cancelled)):
                     run.update_status(**final_status(event))
-            for reference in message.get("checkpoint") or []:
-                data: bytes = ray.get(reference)
-                atomic_write_bytes(run.checkpoint_path, lambda file, data=data: file.write(data), needed_bytes=len(data))
-        except OSError as error:  # the server's disk: the trial cannot be recorded, so it must not go on
+            data = message.get("checkpoint")
+            if data:
+                atomic_write_bytes(run.checkpoint_path, lambda file: file.write(data), needed_bytes=len(data))
+        except Exception as error:  # noqa: BLE001 - the server's disk, a lost object: this trial cannot go on
+            reason = error if isinstance(error, StorageError) else explain_write_error(error, run.path)
             self.channel.stop.remote(run.id)
             self._stopping.add(run.id)
             try:
-                run.update_status(state="failed", ended_at=time.time(), message=str(error) or
-                                  explain_write_error(error, run.path))
+                run.update_status(state="failed", ended_at=time.time(), message=str(reason))
             except OSError:
                 pass
 
@@ -217,7 +229,11 @@ class Homecoming:
 
         Call after the trial's process is gone; whatever it sent before is written first."""
         self.pump()
-        run = self.runs[run_id]
+        with self._lock:
+            self._settle(self.runs[run_id], error)
+
+    def _settle(self, run: Run, error: str | None) -> None:
+        run_id = run.id
         if run.status().get("state") in ENDED_STATES:
             return
         if error:

@@ -33,8 +33,9 @@ def run_embed_command(args: argparse.Namespace) -> int:
             result = embedding.build_map(args.checkpoint, args.data_dir, args.split, progress)
             print(file=sys.stderr)
             embedding.write_status(args.checkpoint, args.split, state="done", progress=1.0, message="done")
-    except (OSError, ValueError, CheckpointError) as error:  # a missing checkpoint or dataset, a full disk
-        message = str(error)
+    except Exception as error:  # noqa: BLE001 - a missing checkpoint or dataset, a full disk, a bug: the page must learn
+        message = str(error) if isinstance(error, (OSError, ValueError, CheckpointError)) else (
+            f"{type(error).__name__}: {error}")
         print(f"\nerror: {message}", file=sys.stderr)
         try:
             embedding.write_status(args.checkpoint, args.split, state="failed", message=message)

@@ -11,7 +11,7 @@ leave-one-out 10-NN accuracy of 99.55 % in 2-D; umap-learn took 14 s just to imp
 and 51 s to fit (its kernels compile on first use in every new process), for 99.6 %. The maps
 are equally good, openTSNE is faster from a cold process, which is how the app builds maps, it
 is BSD-licensed, and it needs only numpy, scipy and scikit-learn, where umap-learn adds numba
-and llvmlite. The figures are in the README (bench/embedding.py).
+and llvmlite. bench/embedding.py measures openTSNE's figures again (the README lists them).
 
 A new image (a drawing) is placed without re-running t-SNE: its features, projected onto the
 same 50 components, find their nearest test images, and the point goes to the mean position of
@@ -219,13 +219,25 @@ def building_status(checkpoint: str | Path | None, split: str = "test") -> dict 
         return None
     from mnist_core.runs import _process_alive
 
-    if status.get("state") == "building" and not _process_alive(status.get("pid")):
-        return {**status, "state": "failed", "message": "the process building the map stopped"}
+    child = _builders.get(path)
+    if child is not None and child.poll() is not None:  # reaped here, or it would linger as a zombie that looks alive
+        del _builders[path]
+    if status.get("state") == "building" and (not _process_alive(status.get("pid"))
+                                              or (child is not None and child.returncode is not None)):
+        return {**status, "state": "failed",
+                "message": f"the process building the map stopped (its output: {_log_path(path)})"}
     return status
 
 
 def _status_path(path: Path) -> Path:
     return path.with_name(path.name + ".building.json")
+
+
+def _log_path(status_path: Path) -> Path:
+    return status_path.with_name(status_path.name.replace(".building.json", ".build.log"))
+
+
+_builders: dict[Path, subprocess.Popen] = {}  # the builds this process started, by status file
 
 
 def write_status(checkpoint: str | Path | None, split: str, **fields) -> None:
@@ -242,6 +254,9 @@ def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = Non
         return
     command = [sys.executable, "-m", "mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split]
     command += ["--data-dir", str(data_dir)] if data_dir else []
-    write_status(checkpoint, split, state="building", progress=0.0, message="starting")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    status_path = _status_path(map_path(checkpoint, split))
+    status_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(_log_path(status_path), "wb") as log_file:  # raises OSError (a full or read-only disk): nothing started
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, stdin=subprocess.DEVNULL)
+    _builders[status_path] = process
     write_status(checkpoint, split, state="building", progress=0.0, message="starting", pid=process.pid)

@@ -5,7 +5,9 @@ on the real model: a hook on each leaf module records what it returns, in the or
 forward pass calls them, so nothing is re-implemented per architecture. A module called twice
 (the seed model uses one Sigmoid after both convolutions) gives two layers, "sigmoid" and
 "sigmoid#2". Outputs are copied as they are recorded, because in-place layers (ReLU(inplace=True))
-would otherwise overwrite the previous layer's output.
+would otherwise overwrite the previous layer's output. The models are shared between sessions
+(inference.load_model caches them), so a hook records only the forward pass of the thread that
+set it.
 
 `penultimate_features` hooks the input of the last linear layer instead: what the classifier
 sees, which the embedding map (mnist_core.embedding) lays out in 2-D.
@@ -13,6 +15,7 @@ sees, which the embedding map (mnist_core.embedding) lays out in 2-D.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +38,7 @@ class LayerOutput:
 
     @property
     def is_map(self) -> bool:
-        """A stack of 2-D feature maps (channels x height x width), drawn as heatmaps."""
+        """A stack of 2-D feature maps (channels x height x width), drawn as one tiled picture."""
         return len(self.shape) == 3
 
     @property
@@ -58,8 +61,11 @@ def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist")
     records: list[LayerOutput] = []
     calls: dict[str, int] = {}
     hooks = []
+    caller = threading.get_ident()  # the model is shared: other sessions' passes are not ours to record
     for name, module in _leaves(model):
         def record(module, inputs, output, name=name) -> None:
+            if threading.get_ident() != caller:
+                return
             calls[name] = calls.get(name, 0) + 1
             label = name if calls[name] == 1 else f"{name}#{calls[name]}"
             values = output.detach().float()[0].cpu().numpy().copy()  # a copy: in-place layers come next
@@ -80,10 +86,11 @@ def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist")
     return records
 
 
-def conv_filters(model: nn.Module) -> list[tuple[str, np.ndarray]]:
-    """Each convolution's weights, (out channels, in channels, kh, kw), in the model's order."""
+def conv_filters(model: nn.Module, trained_only: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Each convolution's weights, (out channels, in channels, kh, kw), in the model's order;
+    with `trained_only`, without fixed ones (the fast model's whitening layer is never trained)."""
     return [(name, module.weight.detach().float().cpu().numpy()) for name, module in _leaves(model)
-            if isinstance(module, nn.Conv2d)]
+            if isinstance(module, nn.Conv2d) and (module.weight.requires_grad or not trained_only)]
 
 
 @torch.no_grad()
@@ -93,7 +100,13 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, dataset: str = 
     last = [module for _, module in _leaves(model) if isinstance(module, nn.Linear)][-1]
     device = next(model.parameters()).device
     captured: list[torch.Tensor] = []
-    hook = last.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach().float().cpu()))
+    caller = threading.get_ident()  # the model is shared: another session's prediction must not add rows
+
+    def capture(module, inputs) -> None:
+        if threading.get_ident() == caller:
+            captured.append(inputs[0].detach().float().cpu())
+
+    hook = last.register_forward_pre_hook(capture)
     was_training = model.training
     model.eval()
     try:

@@ -162,6 +162,8 @@ class JobRunner:
         the policy forbids it, DatasetMissing when the data is not on disk, StorageError when
         the runs folder cannot be written."""
         config.validate()
+        if self.backend == "ray" and ray_problem():
+            raise RayMissing(f"MNIST_JOB_BACKEND=ray: {ray_problem()}")
         return self._enqueue(config, owner, lambda: create_run(config, self.runs_dir, owner=owner))
 
     def submit_audit(self, spec: AuditSpec, owner: str = "") -> Run:
@@ -335,8 +337,14 @@ class JobRunner:
                 self._unrecorded.remove(ended)
             for sweep_id, (sweep, process) in list(self._sweeps.items()):
                 if process.poll() is not None:
+                    try:
+                        _record_sweep_end(sweep, process.returncode)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as error:  # kept, and tried again on the next poll
+                        self.problem = f"A finished sweep could not be recorded yet: {error}"
+                        continue
                     del self._sweeps[sweep_id]
-                    _record_sweep_end(sweep, process.returncode)
             self._start_waiting_jobs()
             self._keep_a_standby()
             if not self._unrecorded and not self._queue:

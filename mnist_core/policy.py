@@ -36,7 +36,7 @@ class JobPolicy:
     max_sweep_concurrent: int | None = None
 
     @classmethod
-    def hosted(cls, max_epochs: int = HOSTED_MAX_EPOCHS, sweeps: bool = True,
+    def hosted(cls, max_epochs: int = HOSTED_MAX_EPOCHS, sweeps: bool = False,
                max_sweep_trials: int = HOSTED_SWEEP_TRIALS) -> JobPolicy:
         return cls(max_epochs=max_epochs, max_queued=HOSTED_MAX_QUEUED, jobs_per_owner=HOSTED_JOBS_PER_OWNER,
                    sweeps=sweeps, max_sweep_trials=max_sweep_trials, max_sweep_concurrent=HOSTED_SWEEP_CONCURRENT)

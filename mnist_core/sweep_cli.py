@@ -52,6 +52,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):  # Tune prints tables: stdout keeps only the JSON line
             sweep_driver.run_sweep(sweep, args.data_dir, should_stop=stop_requested,
                                    on_trial=lambda number, run, status: _show(number, total, run, status, spec))
+    except OSError as error:  # the sweep's own folder cannot be written (a full disk)
+        print(f"error: {error}", file=sys.stderr)
+        print(json.dumps({"sweep_dir": str(sweep.path), "trials": [], "best": None, "error": str(error)}))
+        return 1
     finally:
         cluster.shutdown()
     status = sweep.status()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials write nothing on their node, so no folder is needed
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is the CLI's: it stops the trials cleanly
 
 from ray import tune  # noqa: E402 - after the settings above, which Tune reads on import
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
@@ -45,12 +46,16 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
     spec = sweep.spec
     owner = sweep.status().get("owner", "")
     runs: dict[str, Run] = {}
-    for number, config in enumerate(spec.configs(), start=1):
-        run = create_run(config, sweep.runs_dir, owner=owner, extra_status={"sweep": sweep.id, "trial": number})
-        runs[run.id] = run
+    sweep.update_status(state="running", pid=os.getpid(), started_at=time.time(), message="Starting Ray…")
+    try:
+        for number, config in enumerate(spec.configs(), start=1):
+            run = create_run(config, sweep.runs_dir, owner=owner, extra_status={"sweep": sweep.id, "trial": number})
+            runs[run.id] = run
+            sweep.update_status(trials=list(runs))  # each trial listed as soon as it exists: none is orphaned
+    except OSError as error:  # a full disk: the trials made so far end with the sweep
+        _end_unstarted(sweep, runs, "failed", f"The sweep's trials could not be created: {error}")
+        return sweep
     stopping = lambda: sweep.stop_requested() or should_stop()  # noqa: E731
-    sweep.update_status(state="running", pid=os.getpid(), trials=list(runs), started_at=time.time(),
-                        message="Starting Ray…")
     slot = None
     if not os.environ.get("RAY_ADDRESS", "").strip():
         # On this machine a sweep is one of its MNIST_MAX_JOBS training jobs, so a sweep and a
@@ -93,7 +98,7 @@ def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_
           stopping: Callable[[], bool], on_trial: TrialWatcher | None) -> None:
     spec = sweep.spec
     channel = cluster.Channel.remote()
-    home = _HOMES[sweep.id] = cluster.Homecoming(channel, runs, sweep_stop=stopping)
+    home = cluster.Homecoming(channel, runs, sweep_stop=stopping)
     trials = [{"run_id": run.id, "config": run.config.to_dict()} for run in runs.values()]
     scheduler = None
     if spec.asha:
@@ -106,8 +111,10 @@ def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_
             num_samples=1, max_concurrent_trials=spec.max_concurrent, scheduler=scheduler, reuse_actors=True,
             trial_name_creator=_run_id_of, trial_dirname_creator=_run_id_of,
         ),
-        run_config=tune.RunConfig(name="tune", storage_path=str(sweep.path.resolve()), verbose=0,
-                                  callbacks=[_Settle(sweep.id)]),
+        # Tune's own files beside the sweep; through Ray Client its loop runs on the head node, which
+        # has its own disk: the default folder there.
+        run_config=tune.RunConfig(name="tune", storage_path=None if _through_client() else str(sweep.path.resolve()),
+                                  verbose=0, callbacks=[_Settle(channel)]),
     )
     done = threading.Event()
     seen: dict[str, str] = {}  # each trial's last reported state
@@ -119,10 +126,27 @@ def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_
     finally:
         done.set()
         pumping.join()
-        home.pump()
+        _collect_ends(home, runs)
         _report_changes(runs, on_trial, seen)
         cluster.ray.kill(channel)
-        del _HOMES[sweep.id]
+
+
+def _collect_ends(home: cluster.Homecoming, runs: dict[str, Run], wait_seconds: float = 5.0) -> None:
+    """Write what is still on its way (Tune's last "ended" notes travel asynchronously); a trial
+    still not ended after that never said how, and is marked failed."""
+    deadline = time.monotonic() + wait_seconds
+    unended = lambda: [run for run in runs.values() if run.status().get("state") not in ENDED_STATES]  # noqa: E731
+    while True:
+        home.pump()
+        if not unended() or time.monotonic() > deadline:
+            break
+        time.sleep(cluster.PUMP_SECONDS)
+    for run in unended():
+        home.settle(run.id, "The trial ended without reporting how (see the sweep's driver.log).")
+
+
+def _through_client() -> bool:
+    return os.environ.get("RAY_ADDRESS", "").strip().startswith("ray://")
 
 
 def _trial(config: dict, channel=None, data_dir: str | None = None) -> None:
@@ -142,25 +166,22 @@ def _run_id_of(trial) -> str:
     return trial.config["trial"]["run_id"]
 
 
-# The homecoming of each sweep running in this process. Tune saves its callbacks with the
-# experiment's state, and a homecoming (a lock, an actor) cannot be saved: the callback keeps the id.
-_HOMES: dict[str, cluster.Homecoming] = {}
-
-
 class _Settle(tune.Callback):
-    """Records how a trial ended when it could not say so itself: its process died, or ASHA stopped it."""
+    """Tells the server how a trial ended, for trials that could not say so themselves (their
+    process died, or ASHA stopped them). Through the channel, because Tune's own loop may run on
+    the cluster (with Ray Client it does), not in the server's process."""
 
-    def __init__(self, sweep_id: str) -> None:
-        self.sweep_id = sweep_id
+    def __init__(self, channel) -> None:
+        self.channel = channel
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        _HOMES[self.sweep_id].settle(_run_id_of(trial), None)
+        self.channel.ended.remote(_run_id_of(trial), None)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = trial.get_error() if hasattr(trial, "get_error") else None
         reason = cluster.first_line(error) if error else "its process died"
-        _HOMES[self.sweep_id].settle(_run_id_of(trial), f"The trial's training process failed: {reason}. "
-                                                        f"The other trials go on.")
+        self.channel.ended.remote(_run_id_of(trial), f"The trial's training process failed: {reason}. "
+                                                     f"The other trials go on.")
 
 
 def _pump(home: cluster.Homecoming, runs: dict[str, Run], on_trial: TrialWatcher | None,

@@ -4,6 +4,7 @@ import streamlit as st
 
 from mnist_core.config import ConfigError
 from mnist_core.data import DatasetMissing
+from mnist_core.jobs import RayMissing
 from mnist_core.policy import QuotaExceeded
 from ui.dataset import dataset_ready
 from ui.history import run_history
@@ -39,7 +40,7 @@ with single:
         ):
             try:
                 run = runner().submit(config, owner=session_id())
-            except (ConfigError, QuotaExceeded, DatasetMissing, OSError) as error:
+            except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
                 st.error(f"Could not start: {error}", icon=":material/error:")
             else:
                 watch(run)

@@ -129,7 +129,8 @@ def test_best_trial_is_the_finished_one_with_the_highest_test_accuracy(runs_dir)
 
 
 def test_the_hosted_policy_caps_sweeps_and_a_setting_turns_them_off():
-    hosted = JobPolicy.hosted()
+    assert "turned off" in JobPolicy.hosted().sweep_problem(SweepSpec())  # off unless a setting turns them on
+    hosted = JobPolicy.hosted(sweeps=True)
     four = SweepSpec.from_preset("fast", grid={"lr": (0.1, 0.01, 0.003, 0.001)})
     assert hosted.sweep_problem(four) is None
     five = SweepSpec.from_preset("fast", grid={"lr": (0.1, 0.01, 0.003, 0.001, 0.0003)})

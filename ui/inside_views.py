@@ -218,14 +218,17 @@ def embedding_map(
 
 
 def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> None:
-    if status.get("state") == "failed":
+    refused = st.session_state.pop(f"{key}_build_error", None)
+    if refused:
+        st.error(f"The map could not be started: {refused}", icon=":material/error:")
+    elif status.get("state") == "failed":
         st.warning(f"Building the map failed: {status.get('message')}", icon=":material/error:")
     st.button(
         "Build the map (about a minute)",
         key=f"{key}_build",
         icon=":material/scatter_plot:",
         on_click=build,
-        args=(path, data_dir),
+        args=(path, data_dir, key),
     )
     st.caption(
         "The map places the 10,000 test images by how alike the model sees them (t-SNE on its last "
@@ -233,8 +236,11 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
     )
 
 
-def build(path: Path, data_dir: str | None) -> None:
-    embedding.start_build(path, data_dir)
+def build(path: Path, data_dir: str | None, key: str) -> None:
+    try:
+        embedding.start_build(path, data_dir)
+    except OSError as error:  # a full or read-only disk: said on the next run, never a traceback
+        st.session_state[f"{key}_build_error"] = str(error)
 
 
 @st.fragment

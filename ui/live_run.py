@@ -91,17 +91,20 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
 
 
 def _first_layer_filters(run: Run, events: list) -> None:
-    """The first convolution's filters as of the latest checkpoint: they form epoch by epoch."""
+    """The first trained convolution's filters as of the latest checkpoint: they form epoch by epoch."""
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     if not epochs or not run.has_checkpoint():
         return
     try:
         stamp = run.checkpoint_path.stat().st_mtime_ns
-        name, picture = _filters_picture(str(run.checkpoint_path), stamp)
+        filters = _filters_picture(str(run.checkpoint_path), stamp)
     except (OSError, ValueError) as error:  # being replaced this instant, or damaged: the next poll retries
-        st.caption(f"First-layer filters unavailable: {error}")
+        st.caption(f"Filters unavailable: {error}")
         return
-    st.image(picture, caption=f"First-layer filters (layer {name}) after epoch {epochs[-1].epoch}",
+    if filters is None:  # a model without trained convolutions
+        return
+    name, picture = filters
+    st.image(picture, caption=f"Filters of the first trained convolution (layer {name}) after epoch {epochs[-1].epoch}",
              width=min(picture.shape[1], 320))
 
 
@@ -109,7 +112,10 @@ def _first_layer_filters(run: Run, events: list) -> None:
 def _filters_picture(checkpoint: str, stamp: int):
     """A checkpoint's first-layer filters as one picture; `stamp` (its mtime) renews the cache each epoch."""
     model, _ = load_model(checkpoint)
-    name, weights = conv_filters(model)[0]
+    trained = conv_filters(model, trained_only=True)
+    if not trained:
+        return None
+    name, weights = trained[0]
     return name, filters_picture(weights)[0]
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
+from ui.hosted import hosted, session_id
 from ui.live_run import open_in_buttons
 from ui.state import runner
 from ui.sweep_charts import curves_figure, leaderboard, parcoords_figure
@@ -123,7 +124,9 @@ def _status(sweep: Sweep, spec: SweepSpec, status: dict, summaries: list) -> Non
         f"{', '.join(LABELS.get(name, name).lower() for name in spec.varied) or 'nothing'}**"
         + (" · ASHA" if spec.asha else "")
     )
-    if state in ACTIVE_STATES and stop.button(
+    # On a shared demo only the visitor who started a sweep may stop it, as with deleting runs.
+    mine = not hosted() or status.get("owner") == session_id()
+    if state in ACTIVE_STATES and mine and stop.button(
         "Stop sweep", icon=":material/stop_circle:", width="stretch", key=f"sweep_stop_{sweep.id}"
     ):
         try:

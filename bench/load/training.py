@@ -53,7 +53,8 @@ class JobPoint:
 
 def newest_run(runs_dir: Path) -> Path | None:
     """The newest training run (run ids start with their creation time); audits and sweeps aside."""
-    runs = [p for p in runs_dir.iterdir() if (p / "config.json").exists()] if runs_dir.is_dir() else []
+    runs = [p for p in runs_dir.iterdir() if (p / "config.json").exists() and read_status(p).get("kind") != "audit"
+            ] if runs_dir.is_dir() else []
     return max(runs, key=lambda p: p.name, default=None)
 
 

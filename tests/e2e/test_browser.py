@@ -58,10 +58,11 @@ def test_train_a_short_run_and_watch_it_live(page, app_server):
 
     page.get_by_text("Test accuracy").wait_for(timeout=180_000)
     assert_no_errors(page)
-    history = page.locator("[data-testid='stDataFrame']")
+    history = page.locator("[data-testid='stDataFrame']").last  # below both tabs (Sweep may hold a leaderboard)
     history.wait_for()
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"stDataFrame\"]').textContent.includes('finished')"
+        "() => { const t = document.querySelectorAll('[data-testid=\"stDataFrame\"]');"
+        " return t[t.length - 1].textContent.includes('finished'); }"
     )
 
 

@@ -11,7 +11,9 @@ from tests.e2e.test_browser import loss_points, start_short_run
 
 pytestmark = pytest.mark.e2e
 
-HISTORY_TEXT = "() => (document.querySelector('[data-testid=\"stDataFrame\"]') || {}).textContent || ''"
+# The last table on the page: the run history is below both tabs (the Sweep tab may hold a leaderboard).
+HISTORY_TEXT = ("() => { const t = document.querySelectorAll('[data-testid=\"stDataFrame\"]');"
+                " return t.length ? t[t.length - 1].textContent : ''; }")
 
 
 def test_the_history_row_updates_while_its_run_trains(page, app_server):
