@@ -12,9 +12,10 @@ pytestmark = pytest.mark.e2e
 
 
 def loss_points(tab) -> int:
-    """How many points the live training-loss chart shows (its first trace)."""
+    """How many points the live training-loss chart shows (its first trace): the first chart of the
+    Single run tab (the Sweep tab's charts come after it, and may be all there is while a run starts)."""
     return tab.evaluate(
-        "() => { const plot = document.querySelector('.js-plotly-plot');"
+        "() => { const plot = document.querySelector('[role=\"tabpanel\"] .js-plotly-plot');"
         " return plot && plot._fullData && plot._fullData[0] ? plot._fullData[0].x.length : 0; }"
     )
 
@@ -53,10 +54,10 @@ def test_train_a_short_run_and_watch_it_live(page, app_server):
     first = loss_points(page)
     assert first >= 2, "the loss chart never showed training progress"
     page.wait_for_timeout(1500)
-    if not page.get_by_text("Test accuracy").count():  # still running: it must have grown
+    if not page.get_by_text("Test accuracy", exact=True).count():  # still running: it must have grown
         assert loss_points(page) > first
 
-    page.get_by_text("Test accuracy").wait_for(timeout=180_000)
+    page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)
     assert_no_errors(page)
     history = page.locator("[data-testid='stDataFrame']").last  # below both tabs (Sweep may hold a leaderboard)
     history.wait_for()

@@ -27,9 +27,9 @@ def test_a_sweep_started_from_the_tab_finishes_and_its_trials_join_the_history(p
     # Ray starts, then the two fast-preset trials train one after the other.
     page.wait_for_function("() => /(Finished|Failed|Cancelled|Interrupted): \\d of 2 trials ended/"
                            ".test(document.body.innerText)", timeout=300_000)
-    page.get_by_text("Finished: 2 of 2 trials ended").wait_for(timeout=1000)
+    wait_idle(page)  # the panel reruns the whole page once when the sweep ends
+    page.get_by_text("Finished: 2 of 2 trials ended").wait_for(timeout=10_000)
     page.get_by_text("Best trial: lr=").wait_for()
-    wait_idle(page)
     assert_no_errors(page)
     page.wait_for_function(f"() => ({LAST_TABLE_TEXT})().includes('sweep trial 2')", timeout=30_000)
     history = page.evaluate(LAST_TABLE_TEXT)

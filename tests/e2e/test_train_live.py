@@ -29,7 +29,7 @@ def test_the_history_row_updates_while_its_run_trains(page, app_server):
         f"([before]) => {{ const t = ({HISTORY_TEXT})(); return t.includes('running') && t !== before; }}",
         arg=[row], timeout=60_000,
     )
-    page.get_by_text("Test accuracy").wait_for(timeout=300_000)
+    page.get_by_text("Test accuracy", exact=True).wait_for(timeout=300_000)
     page.wait_for_function(f"() => ({HISTORY_TEXT})().includes('finished')")
     assert_no_errors(page)
     print(f"\nclick -> first point: {first_point:.2f} s")
