@@ -45,7 +45,7 @@ from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.data import load_split
 from mnist_core.events import Event, Failed, Progress
 from mnist_core.inference import logits_in_batches
-from mnist_core.runs import Run, create_run, list_runs
+from mnist_core.runs import AUDIT, Run, create_run, list_runs
 from mnist_core.storage import atomic_write_bytes
 from mnist_core.train import fit
 
@@ -219,14 +219,10 @@ def audit_spec(run: Run) -> AuditSpec:
     return AuditSpec.from_dict(run.status()["audit"])
 
 
-def is_audit(run: Run) -> bool:
-    return run.status().get("kind") == "audit"
-
-
 def create_audit(spec: AuditSpec, runs_dir: str | Path | None = None, owner: str = "") -> Run:
     """A queued audit: a run folder holding the fold models' config, with kind "audit" and its spec."""
     spec.validate()
-    return create_run(spec.config, runs_dir, owner=owner, extra_status={"kind": "audit", "audit": spec.to_dict()})
+    return create_run(spec.config, runs_dir, owner=owner, extra_status={"kind": AUDIT, "audit": spec.to_dict()})
 
 
 def find_cached(spec: AuditSpec, runs_dir: str | Path | None = None) -> Run | None:
@@ -236,7 +232,7 @@ def find_cached(spec: AuditSpec, runs_dir: str | Path | None = None) -> Run | No
     as_train = {**wanted, "split": "train"}
     for run in list_runs(runs_dir):
         status = run.status()
-        if status.get("kind") != "audit" or status.get("state") != "finished":
+        if status.get("kind") != AUDIT or status.get("state") != "finished":
             continue
         if not (run.path / RESULT_FILE).is_file():
             continue

@@ -56,6 +56,7 @@ SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_co
 MARKS_FOLDER = "label-marks"  # runs/label-marks/ holds the label audit's verdicts (mnist_core.marks)
 EMBEDDINGS_FOLDER = "embeddings"  # maps of checkpoints whose own folder is read-only (mnist_core.embedding)
 NOT_RUNS = (SWEEPS_FOLDER, MARKS_FOLDER, EMBEDDINGS_FOLDER)
+AUDIT = "audit"  # the status "kind" of a label audit's run folder (mnist_core.audit)
 
 
 class RunDamaged(ValueError):
@@ -206,6 +207,11 @@ class Run:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
 
+    @property
+    def kind(self) -> str:
+        """AUDIT for a label audit, "" for a training run."""
+        return self.status().get("kind", "") or ""
+
 
 _last_id_time = 0.0
 _id_lock = threading.Lock()
@@ -337,7 +343,7 @@ class RunSummary:
     last_progress: Progress | None = None
     sweep: str = ""  # the id of the sweep this run is a trial of, or ""
     trial: int | None = None  # its number in that sweep
-    kind: str = ""  # "audit" for a label audit (mnist_core.audit), "" for a training run
+    kind: str = ""  # AUDIT for a label audit (mnist_core.audit), "" for a training run
     status_progress: float | None = None  # an audit's progress, 0..1, which it records in its status
     node: str = ""  # where it trained, when that was another machine (Ray)
 
@@ -389,7 +395,7 @@ def summarize(run: Run, events: list[Event] | None = None) -> RunSummary:
         train_seconds = finished.train_seconds
     else:
         train_seconds = max(last_progress.elapsed if last_progress else 0.0, sum(e.seconds for e in epochs))
-    if status.get("kind") == "audit":  # an audit trains K models and records its whole time itself
+    if status.get("kind") == AUDIT:  # an audit trains K models and records its whole time itself
         train_seconds = float(status.get("seconds") or 0.0)
     return RunSummary(
         id=run.id,

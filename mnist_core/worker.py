@@ -97,12 +97,12 @@ def _log_to(path: Path) -> None:
 
 def _train(run_dir: Path, args: argparse.Namespace) -> int:
     from mnist_core.jobs import execute_run
-    from mnist_core.runs import Run
+    from mnist_core.runs import AUDIT, Run
 
     run = Run(run_dir)
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
     try:
-        if run.status().get("kind") == "audit":  # a label audit is a job too (mnist_core.audit)
+        if run.kind == AUDIT:  # a label audit is a job too (mnist_core.audit)
             from mnist_core.audit import execute_audit
 
             execute_audit(run, args.data_dir, should_stop=orphaned)

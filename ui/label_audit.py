@@ -28,7 +28,7 @@ from mnist_core.config import PRESETS, ConfigError, TrainConfig
 from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_present, load_split, missing_message
 from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks, marks_csv, set_mark
 from mnist_core.policy import QuotaExceeded
-from mnist_core.runs import ACTIVE_STATES, Run, list_runs
+from mnist_core.runs import ACTIVE_STATES, AUDIT, Run, list_runs
 from ui.hosted import may_delete, session_id
 from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
 from ui.state import DEFAULT, model_label, runner, selected_model
@@ -135,7 +135,7 @@ def _job(spec: AuditSpec) -> Run | None:
     wanted = _settings_of(spec)
     for run in list_runs(runner().runs_dir):
         status = run.status()
-        if status.get("kind") == "audit" and status.get("audit") == wanted and status.get("state") in ACTIVE_STATES:
+        if status.get("kind") == AUDIT and status.get("audit") == wanted and status.get("state") in ACTIVE_STATES:
             if run.current_status().get("state") in ACTIVE_STATES:
                 return run
     return mine

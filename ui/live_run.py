@@ -12,7 +12,7 @@ import streamlit as st
 from mnist_core.events import Compiled, EpochEnd, Started
 from mnist_core.inference import load_model
 from mnist_core.inside import conv_filters
-from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, list_runs, summarize
+from mnist_core.runs import ACTIVE_STATES, AUDIT, Run, RunSummary, list_runs, summarize
 from ui.charts import training_loss_figure, validation_figure
 from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
@@ -34,7 +34,7 @@ def watched_run() -> Run | None:
     """The run this session watches; a new session (reload, second tab) picks the newest active one.
 
     Label audits are runs too, but have no curves: they are watched on Mistakes' audit tab."""
-    runs = [run for run in list_runs() if run.status().get("kind") != "audit"]
+    runs = [run for run in list_runs() if run.kind != AUDIT]
     by_id = {run.id: run for run in runs}
     chosen = st.session_state.get(WATCHED_RUN)
     if chosen in by_id:
