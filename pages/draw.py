@@ -6,19 +6,17 @@ and only a switched-on toggle computes those views. The last digit read is kept 
 `st.session_state["drawn_digit"]` for the Inside page.
 """
 
-import contextlib
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from mnist_core.data import default_data_dir
 from mnist_core.inference import load_model, probabilities, resolve_model, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
 from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
-from ui.shell import require_app_shell
+from ui.shell import point_to_train, require_app_shell
 from ui.state import checkpoint_path, model_picker
 
 require_app_shell()
@@ -147,13 +145,8 @@ st.title("Draw")
 st.caption("Draw a digit with the mouse or a finger: it is cropped, scaled and centred like MNIST, then classified.")
 choice = model_picker(key="draw_model")
 if choice is None:
-    st.info(
-        "There is no model to draw for yet. Train one on the **Train** page (the *fast* preset takes "
-        "about a minute on a CPU), then come back here.",
-        icon=":material/model_training:",
-    )
-    with contextlib.suppress(StreamlitPageNotFoundError):  # no link when this page runs on its own (tests)
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    point_to_train("There is no model to draw for yet. Train one on the **Train** page (the *fast* preset takes "
+                   "about a minute on a CPU), then come back here.")
     st.stop()
 try:
     model, dataset = resolve_model(checkpoint_path(choice))

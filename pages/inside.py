@@ -6,17 +6,15 @@ digit drawn on the Draw page, which that page leaves in `st.session_state["drawn
 The views themselves are in ui.inside_views; Draw shows the same ones under its prediction.
 """
 
-import contextlib
 
 import numpy as np
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, default_data_dir, load_split
 from mnist_core.inference import load_model
 from ui.inside_views import activations_strip, as_uint8, embedding_map, show_picture
 from ui.mistakes_charts import thumbnail
-from ui.shell import require_app_shell
+from ui.shell import point_to_train, require_app_shell
 from ui.state import checkpoint_path, model_picker
 
 require_app_shell()
@@ -62,12 +60,7 @@ st.caption(
 )
 choice = model_picker(key="inside_model")
 if choice is None:
-    st.info(
-        "There is no model to look inside yet. Train one on the **Train** page, then come back here.",
-        icon=":material/model_training:",
-    )
-    with contextlib.suppress(StreamlitPageNotFoundError):  # no link when this page runs on its own (tests)
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    point_to_train("There is no model to look inside yet. Train one on the **Train** page, then come back here.")
     st.stop()
 try:
     path = checkpoint_path(choice)

@@ -23,6 +23,7 @@ with supported means only:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -79,3 +80,10 @@ def require_app_shell() -> None:
     # yet, which could leave half a menu on screen until app.py draws it whole.
     st.navigation(pages, position="hidden")
     st.rerun()
+
+
+def point_to_train(message: str) -> None:
+    """Say there is no model yet, with a link to Train (none when a page runs on its own, as in tests)."""
+    st.info(message, icon=":material/model_training:")
+    with contextlib.suppress(StreamlitPageNotFoundError):
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
