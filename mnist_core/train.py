@@ -44,6 +44,7 @@ LOSS_BLOWUP = 1000.0
 CHANCE_ACCURACY = 15.0  # percent: 10 % is guessing, a constant answer scores up to 11.35 % on MNIST's test set
 CHANCE_MIN_STEPS = 50  # an epoch this short may honestly not have learned yet
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler
+COMPILE_MODE = None  # torch.compile's default mode; bench/gpu.py also measures "reduce-overhead" (CUDA graphs)
 
 
 @dataclass
@@ -245,7 +246,7 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     the first images (forward and backward, no optimizer step); the gradients and batch-norm
     statistics of those passes are then thrown away, so training starts from the same state.
     """
-    compiled = torch.compile(model, backend=COMPILE_BACKEND, dynamic=False)  # fixed shapes: the fastest kernels
+    compiled = torch.compile(model, backend=COMPILE_BACKEND, mode=COMPILE_MODE, dynamic=False)  # fixed shapes: the fastest kernels
     saved_buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     sizes = {min(batches.batch_size, len(batches.labels)), len(batches.labels) % batches.batch_size} - {0}
     start = time.perf_counter()

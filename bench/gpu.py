@@ -1,0 +1,151 @@
+"""GPU figures in one run: what issue 17 asks a session with a GPU machine to record.
+
+    MNIST_DATA_DIR=/path/to/data python bench/gpu.py [--json results.json] [--skip-best]
+
+On the first CUDA device, in this order (each part reports on its own and a failing part does
+not stop the rest):
+1. the fast preset's time to 99 %: one warm-up run, then seeds 0-2, eager and torch.compiled;
+2. the case study's loop (DataLoader + ToTensor) against the engine on the seed model, in
+   images/s: eager, torch.compile (inductor) and torch.compile mode "reduce-overhead" (CUDA graphs);
+3. mixed precision: the engine's autocast dtype on this GPU, and that its runs end finite;
+4. the best preset's time and accuracy (30 epochs).
+Training times are what the CLI reports (`train_seconds`); compile time is printed apart.
+Targets (issue 17, set for an H100): fast <= 0.3 s to 99 %, engine >= 20x the case study's loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.case_study_loop import run_case_study  # noqa: E402
+from mnist_core import train  # noqa: E402
+from mnist_core.config import PRESETS, TrainConfig  # noqa: E402
+from mnist_core.events import Finished  # noqa: E402
+
+RESULTS: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def part(name: str):
+    """Print a part's heading and its wall time; an error is printed and the next part runs."""
+    print(f"\n== {name}", flush=True)
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - one broken part must not cost the others' figures
+        traceback.print_exc()
+        RESULTS[f"{name} error"] = traceback.format_exc().splitlines()[-1]
+    print(f"   ({time.perf_counter() - start:.1f} s wall)", flush=True)
+
+
+def run(config: TrainConfig, data_dir: str | None, mode: str | None = None) -> Finished:
+    train.COMPILE_MODE = mode
+    try:
+        outcome = train.fit(config, data_dir=data_dir).outcome
+    finally:
+        train.COMPILE_MODE = None
+    if not isinstance(outcome, Finished):
+        raise RuntimeError(f"{config.model}: {outcome}")
+    return outcome
+
+
+def fast_preset(data_dir: str | None, compile_model: bool) -> None:
+    config = PRESETS["fast"].config.replace(device="cuda", compile_model=compile_model)
+    warm = run(config.replace(seed=99), data_dir)
+    print(f"   warm-up run (seed 99): {warm.test_accuracy:.2f} %, {warm.train_seconds:.3f} s", flush=True)
+    results = []
+    for seed in range(3):
+        outcome = run(config.replace(seed=seed), data_dir)
+        results.append(outcome)
+        compiled = f" (+{outcome.compile_seconds:.1f} s compiling)" if compile_model else ""
+        print(f"   seed {seed}: {outcome.test_accuracy:.2f} %, {outcome.train_seconds:.3f} s training{compiled}",
+              flush=True)
+    key = "fast compiled" if compile_model else "fast eager"
+    RESULTS[key] = {
+        "accuracy_min": min(r.test_accuracy for r in results),
+        "seconds_max": max(r.train_seconds for r in results),
+        "seconds_mean": statistics.mean(r.train_seconds for r in results),
+        "compile_seconds": max(r.compile_seconds for r in results),
+    }
+    print(f"   {key}: {RESULTS[key]}", flush=True)
+
+
+def throughput(data_dir: str | None) -> None:
+    baseline = run_case_study(1, data_dir, "cuda")
+    print(f"   case study loop: {baseline['images_per_second']:,.0f} images/s "
+          f"({baseline['seconds']:.1f} s, {baseline['accuracy']:.2f} %)", flush=True)
+    RESULTS["case study loop images/s"] = baseline["images_per_second"]
+    for label, compile_model, mode in (("eager", False, None), ("inductor", True, None),
+                                       ("reduce-overhead", True, "reduce-overhead")):
+        try:
+            outcome = run(TrainConfig(epochs=1, device="cuda", compile_model=compile_model), data_dir, mode)
+        except Exception as error:  # noqa: BLE001 - report and measure the next variant
+            print(f"   engine {label}: failed: {error}", flush=True)
+            continue
+        ratio = outcome.images_per_second / baseline["images_per_second"]
+        compiled = f", +{outcome.compile_seconds:.1f} s compiling" if compile_model else ""
+        print(f"   engine {label}: {outcome.images_per_second:,.0f} images/s ({outcome.train_seconds:.2f} s, "
+              f"{outcome.test_accuracy:.2f} %{compiled}) = {ratio:.1f}x the case study's loop", flush=True)
+        RESULTS[f"engine {label} images/s"] = outcome.images_per_second
+        RESULTS[f"engine {label} ratio"] = ratio
+
+
+def mixed_precision(data_dir: str | None) -> None:
+    autocast, scaler = train._mixed_precision(torch.device("cuda"))
+    dtype = getattr(autocast, "fast_dtype", None)
+    print(f"   bf16 supported: {torch.cuda.is_bf16_supported()}; engine autocast dtype: {dtype}; "
+          f"grad scaler on: {scaler.is_enabled()}", flush=True)
+    # The engine fails a run whose loss becomes NaN or infinite, so a Finished run is a finite one.
+    outcome = run(TrainConfig(epochs=2, device="cuda"), data_dir)
+    print(f"   case-study settings, 2 epochs under autocast: {outcome.test_accuracy:.2f} %, finite loss", flush=True)
+    RESULTS["autocast dtype"] = str(dtype)
+    RESULTS["bf16 case-study 2 epochs accuracy"] = outcome.test_accuracy
+
+
+def best_preset(data_dir: str | None) -> None:
+    outcome = run(PRESETS["best"].config.replace(device="cuda"), data_dir)
+    print(f"   best preset: {outcome.test_accuracy:.2f} %, {outcome.train_seconds:.1f} s training", flush=True)
+    RESULTS["best"] = {"accuracy": outcome.test_accuracy, "seconds": outcome.train_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--skip-best", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/gpu.py needs a CUDA GPU; none is available here")
+    name = torch.cuda.get_device_name(0)
+    RESULTS["gpu"] = name
+    RESULTS["torch"] = torch.__version__
+    print(f"GPU: {name}; torch {torch.__version__}; CUDA {torch.version.cuda}; "
+          f"cuDNN {torch.backends.cudnn.version()}", flush=True)
+    with part("1a. fast preset, eager"):
+        fast_preset(args.data_dir, compile_model=False)
+    with part("2. throughput: case study's loop vs engine (seed model, batch 64)"):
+        throughput(args.data_dir)
+    with part("3. mixed precision"):
+        mixed_precision(args.data_dir)
+    with part("1b. fast preset, torch.compile"):
+        fast_preset(args.data_dir, compile_model=True)
+    if not args.skip_best:
+        with part("4. best preset"):
+            best_preset(args.data_dir)
+    print("\n" + json.dumps(RESULTS, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=1))
+
+
+if __name__ == "__main__":
+    main()
