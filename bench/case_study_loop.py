@@ -1,7 +1,8 @@
 """The case study's own training loop, reproduced as the baseline the benchmarks compare against.
 
 torchvision DataLoader over MNIST with a per-sample ToTensor transform, batch 64, no shuffling,
-the case study's ConvNet (mnist_core.models.SeedConvNet has exactly its layers), Adam lr 0.01.
+the case study's ConvNet with plain nn.Conv2d layers (mnist_core.models.SeedConvNet has the same
+layers and parameters, with a faster backward), Adam lr 0.01.
 Used by bench/throughput.py; also runnable alone: `python bench/case_study_loop.py [epochs]`.
 """
 
@@ -17,7 +18,22 @@ from torch import nn, optim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mnist_core.data import default_data_dir  # noqa: E402
-from mnist_core.models import SeedConvNet  # noqa: E402
+
+
+class CaseStudyConvNet(nn.Module):
+    """The case study's ConvNet as it is written: plain PyTorch layers, nothing of mnist_core's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, kernel_size=3)
+        self.conv2 = nn.Conv2d(3, 6, kernel_size=3)
+        self.sigmoid = nn.Sigmoid()
+        self.linear1 = nn.Linear(3456, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.sigmoid(self.conv1(x))
+        x = self.sigmoid(self.conv2(x))
+        return self.linear1(x.view(x.shape[0], -1))
 
 
 def run_case_study(epochs: int = 1, data_dir: str | None = None, device: str = "cpu", max_steps: int = 0) -> dict:
@@ -31,7 +47,7 @@ def run_case_study(epochs: int = 1, data_dir: str | None = None, device: str = "
         torchvision.datasets.MNIST(root, train=False, download=False, transform=to_tensor), batch_size=64
     )
     torch.manual_seed(0)
-    convnet = SeedConvNet().to(device)
+    convnet = CaseStudyConvNet().to(device)
     optimizer = optim.Adam(convnet.parameters(), lr=0.01)
     cross_entropy = nn.CrossEntropyLoss()
     images_seen, seconds = 0, 0.0

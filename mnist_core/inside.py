@@ -53,6 +53,14 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if not list(module.children()) and not isinstance(module, SKIPPED)]
 
 
+def _kind(module: nn.Module) -> str:
+    """The PyTorch layer a module is, by name: Conv2d also for the seed model's SmallConv2d."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn."):
+            return cls.__name__
+    return type(module).__name__
+
+
 @torch.no_grad()
 def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist") -> list[LayerOutput]:
     """Each layer's output for one image (uint8 or 0..1 float, 28x28), in the order they run,
@@ -69,7 +77,7 @@ def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist")
             calls[name] = calls.get(name, 0) + 1
             label = name if calls[name] == 1 else f"{name}#{calls[name]}"
             values = output.detach().float()[0].cpu().numpy().copy()  # a copy: in-place layers come next
-            records.append(LayerOutput(label, type(module).__name__, tuple(values.shape),
+            records.append(LayerOutput(label, _kind(module), tuple(values.shape),
                                        count_parameters(module), values))
 
         hooks.append(module.register_forward_hook(record))
