@@ -1,14 +1,16 @@
 """GPU figures in one run: what issue 17 asks a session with a GPU machine to record.
 
-    MNIST_DATA_DIR=/path/to/data python bench/gpu.py [--json results.json] [--skip-best]
+    MNIST_DATA_DIR=/path/to/data python bench/gpu.py [--json results.json] [--parts fast,throughput,...]
 
 On the first CUDA device, in this order (each part reports on its own and a failing part does
 not stop the rest):
-1. the fast preset's time to 99 %: one warm-up run, then seeds 0-2, eager and torch.compiled;
+1. the fast preset's time to 99 %: one warm-up run, then seeds 0-2, eager and torch.compiled
+   (and, with --parts fast-cudagraphs, compiled with CUDA graphs);
 2. the case study's loop (DataLoader + ToTensor) against the engine on the seed model, in
    images/s: eager, torch.compile (inductor) and torch.compile mode "reduce-overhead" (CUDA graphs);
 3. mixed precision: the engine's autocast dtype on this GPU, and that its runs end finite;
-4. the best preset's time and accuracy (30 epochs).
+4. the best preset's time and accuracy (30 epochs);
+5. (only when asked for: --parts profile) where an eager engine step's time goes, by torch.profiler.
 Training times are what the CLI reports (`train_seconds`); compile time is printed apart.
 Targets (issue 17, set for an H100): fast <= 0.3 s to 99 %, engine >= 20x the case study's loop.
 """
@@ -59,18 +61,18 @@ def run(config: TrainConfig, data_dir: str | None, mode: str | None = None) -> F
     return outcome
 
 
-def fast_preset(data_dir: str | None, compile_model: bool) -> None:
+def fast_preset(data_dir: str | None, compile_model: bool, mode: str | None = None) -> None:
     config = PRESETS["fast"].config.replace(device="cuda", compile_model=compile_model)
-    warm = run(config.replace(seed=99), data_dir)
+    warm = run(config.replace(seed=99), data_dir, mode)
     print(f"   warm-up run (seed 99): {warm.test_accuracy:.2f} %, {warm.train_seconds:.3f} s", flush=True)
     results = []
     for seed in range(3):
-        outcome = run(config.replace(seed=seed), data_dir)
+        outcome = run(config.replace(seed=seed), data_dir, mode)
         results.append(outcome)
         compiled = f" (+{outcome.compile_seconds:.1f} s compiling)" if compile_model else ""
         print(f"   seed {seed}: {outcome.test_accuracy:.2f} %, {outcome.train_seconds:.3f} s training{compiled}",
               flush=True)
-    key = "fast compiled" if compile_model else "fast eager"
+    key = f"fast compiled {mode or 'default'}" if compile_model else "fast eager"
     RESULTS[key] = {
         "accuracy_min": min(r.test_accuracy for r in results),
         "seconds_max": max(r.train_seconds for r in results),
@@ -112,6 +114,17 @@ def mixed_precision(data_dir: str | None) -> None:
     RESULTS["bf16 case-study 2 epochs accuracy"] = outcome.test_accuracy
 
 
+def profile_steps(data_dir: str | None) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    config = TrainConfig(epochs=1, train_subset=64 * 200, device="cuda")
+    run(config, data_dir)  # warm
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        outcome = run(config, data_dir)
+    print(f"   200 steps, {outcome.images_per_second:,.0f} images/s under the profiler")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
 def best_preset(data_dir: str | None) -> None:
     outcome = run(PRESETS["best"].config.replace(device="cuda"), data_dir)
     print(f"   best preset: {outcome.test_accuracy:.2f} %, {outcome.train_seconds:.1f} s training", flush=True)
@@ -122,8 +135,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--skip-best", action="store_true")
+    parser.add_argument("--parts", default="fast,throughput,precision,fast-compiled,best",
+                        help="comma-separated, run in this order: fast, throughput, precision, fast-compiled, "
+                             "fast-cudagraphs, best, profile")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     if not torch.cuda.is_available():
         sys.exit("bench/gpu.py needs a CUDA GPU; none is available here")
     name = torch.cuda.get_device_name(0)
@@ -131,17 +147,21 @@ def main() -> None:
     RESULTS["torch"] = torch.__version__
     print(f"GPU: {name}; torch {torch.__version__}; CUDA {torch.version.cuda}; "
           f"cuDNN {torch.backends.cudnn.version()}", flush=True)
-    with part("1a. fast preset, eager"):
-        fast_preset(args.data_dir, compile_model=False)
-    with part("2. throughput: case study's loop vs engine (seed model, batch 64)"):
-        throughput(args.data_dir)
-    with part("3. mixed precision"):
-        mixed_precision(args.data_dir)
-    with part("1b. fast preset, torch.compile"):
-        fast_preset(args.data_dir, compile_model=True)
-    if not args.skip_best:
-        with part("4. best preset"):
-            best_preset(args.data_dir)
+    steps = [
+        ("fast", "1a. fast preset, eager", lambda: fast_preset(args.data_dir, compile_model=False)),
+        ("throughput", "2. throughput: case study's loop vs engine (seed model, batch 64)",
+         lambda: throughput(args.data_dir)),
+        ("precision", "3. mixed precision", lambda: mixed_precision(args.data_dir)),
+        ("fast-compiled", "1b. fast preset, torch.compile", lambda: fast_preset(args.data_dir, compile_model=True)),
+        ("fast-cudagraphs", "1c. fast preset, torch.compile reduce-overhead (CUDA graphs)",
+         lambda: fast_preset(args.data_dir, compile_model=True, mode="reduce-overhead")),
+        ("best", "4. best preset", lambda: best_preset(args.data_dir)),
+        ("profile", "5. profile of eager engine steps (seed model, batch 64)", lambda: profile_steps(args.data_dir)),
+    ]
+    for key, title, body in steps:
+        if key in parts:
+            with part(title):
+                body()
     print("\n" + json.dumps(RESULTS, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(RESULTS, indent=1))

@@ -45,6 +45,9 @@ CHANCE_ACCURACY = 15.0  # percent: 10 % is guessing, a constant answer scores up
 CHANCE_MIN_STEPS = 50  # an epoch this short may honestly not have learned yet
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler
 COMPILE_MODE = None  # torch.compile's default mode; bench/gpu.py also measures "reduce-overhead" (CUDA graphs)
+# With CUDA graphs ("reduce-overhead") each step's outputs live in memory the next replay reuses;
+# marking where a step begins tells PyTorch the previous step's outputs are done with.
+_new_step = torch.compiler.cudagraph_mark_step_begin
 
 
 @dataclass
@@ -188,6 +191,8 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
                 return
             images = images.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
+            if config.compile_model:
+                _new_step()
             with autocast:
                 loss = loss_function(train_model(images), labels)
             scaler.scale(loss).backward()
@@ -249,13 +254,17 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     compiled = torch.compile(model, backend=COMPILE_BACKEND, mode=COMPILE_MODE, dynamic=False)  # fixed shapes: the fastest kernels
     saved_buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     sizes = {min(batches.batch_size, len(batches.labels)), len(batches.labels) % batches.batch_size} - {0}
+    # CUDA graphs are recorded on a shape's second pass and replayed from its third.
+    passes = 3 if COMPILE_MODE == "reduce-overhead" else 1
     start = time.perf_counter()
     try:
-        for size in sorted(sizes, reverse=True):
+        for size in [size for size in sorted(sizes, reverse=True) for _ in range(passes)]:
             images = normalize(batches.images[:size], batches.dataset).contiguous(memory_format=memory_format)
+            _new_step()
             with autocast:
                 loss = loss_function(compiled(images), batches.labels[:size])
             loss.backward()
+            model.zero_grad(set_to_none=True)  # a gradient kept to the next pass would outlive its CUDA graph
         if batches.device.type == "cuda":
             torch.cuda.synchronize()
     except Exception as error:  # noqa: BLE001 - a compiler problem must read as one

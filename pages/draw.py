@@ -1,8 +1,8 @@
 """Draw: draw a digit (or upload a picture of one) and see the prediction after every stroke.
 
 "Show inside the network", off by default, adds the drawing's place on the embedding map and
-each layer's output for it (ui.inside_views). Off, it costs nothing: a stroke reruns the page,
-and only a switched-on toggle computes those views. The last digit read is kept in
+each layer's output for it (ui.inside_views). Off, it costs nothing: a stroke reruns the
+drawing's fragment, and only a switched-on toggle computes those views. The last digit read is kept in
 `st.session_state["drawn_digit"]` for the Inside page.
 """
 
@@ -141,6 +141,35 @@ def framed(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, [(2, 2), (2, 2)] + [(0, 0)] * (picture.ndim - 2), constant_values=200)
 
 
+@st.fragment
+def draw_and_predict(choice: str, model, dataset: str) -> None:
+    """Everything a stroke changes. A fragment: a stroke, the pen slider or a toggle reruns only
+    this, not the page's title, model picker and sidebar (bench/draw_latency.py, bench/load_test.py)."""
+    if INSIDE in st.session_state:  # kept while no digit (and so no toggle) is on screen, e.g. after Clear
+        st.session_state[INSIDE] = st.session_state[INSIDE]
+    left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
+    with left:
+        source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
+        image = upload_ui() if source == "Upload" else drawing_ui()
+    with right:
+        pixels = None if image is None else canvas_to_mnist(image)
+        uploaded = image if source == "Upload" else None
+        if pixels is not None:
+            st.session_state[DRAWN] = pixels
+            prediction_ui(model, dataset, pixels, uploaded)
+            inside = st.toggle("Show inside the network", key=INSIDE,
+                               help="Each layer's output for this digit, and where it lands among the 10,000 test images.")
+        elif uploaded is not None:
+            st.warning("No digit found in this picture: it looks blank or has too little contrast.")
+            upload_preview(uploaded)
+        else:
+            hint = "Draw a digit on the canvas" if source == "Draw" else "Upload a picture of one digit"
+            icon = ":material/draw:" if source == "Draw" else ":material/upload:"
+            st.info(f"{hint}: the prediction appears here.", icon=icon)
+    if pixels is not None and inside:
+        inside_ui(choice, pixels)
+
+
 st.title("Draw")
 st.caption("Draw a digit with the mouse or a finger: it is cropped, scaled and centred like MNIST, then classified.")
 choice = model_picker(key="draw_model")
@@ -156,25 +185,4 @@ except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a
 if dataset != "mnist":
     st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
 
-if INSIDE in st.session_state:  # kept while no digit (and so no toggle) is on screen, e.g. after Clear
-    st.session_state[INSIDE] = st.session_state[INSIDE]
-left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
-with left:
-    source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
-    image = upload_ui() if source == "Upload" else drawing_ui()
-with right:
-    pixels = None if image is None else canvas_to_mnist(image)
-    uploaded = image if source == "Upload" else None
-    if pixels is not None:
-        st.session_state[DRAWN] = pixels
-        prediction_ui(model, dataset, pixels, uploaded)
-        inside = st.toggle("Show inside the network", key=INSIDE,
-                           help="Each layer's output for this digit, and where it lands among the 10,000 test images.")
-    elif uploaded is not None:
-        st.warning("No digit found in this picture: it looks blank or has too little contrast.")
-        upload_preview(uploaded)
-    else:
-        hint = "Draw a digit on the canvas" if source == "Draw" else "Upload a picture of one digit"
-        st.info(f"{hint}: the prediction appears here.", icon=":material/draw:" if source == "Draw" else ":material/upload:")
-if pixels is not None and inside:
-    inside_ui(choice, pixels)
+draw_and_predict(choice, model, dataset)

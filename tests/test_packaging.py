@@ -77,3 +77,15 @@ def test_the_ray_extra_is_requirements_ray_txt_and_stays_out_of_the_runtime_requ
     ray = _requirements((ROOT / "requirements-ray.txt").read_text().splitlines())
     assert ray and _requirements(project["optional-dependencies"]["ray"]) == ray
     assert not any(line.startswith("ray") for line in _requirements((ROOT / "requirements.txt").read_text().splitlines()))
+
+
+def test_streamlit_reads_the_projects_server_settings(monkeypatch):
+    # A full garbage collection after every script run cost 170 ms per stroke on Draw and per
+    # poll of a live chart, three quarters of the server's time under load (bench/load_test.py).
+    from streamlit import config
+
+    monkeypatch.chdir(ROOT)
+    config.get_config_options(force_reparse=True)
+    assert config.get_option("runner.postScriptGC") is False
+    assert config.get_option("server.fileWatcherType") == "none"
+    assert config.get_option("client.showErrorDetails") == "none"  # no tracebacks in the browser

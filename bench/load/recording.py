@@ -55,13 +55,16 @@ class Recording:
 
 
 def _kind(payload: bytes) -> str:
-    """'stroke', 'click', 'emptied', 'auto' (a fragment's timer) or 'other'."""
+    """'stroke', 'click', 'emptied', 'auto' (a fragment's timer) or 'other'.
+
+    Draw's canvas and Clear live in a fragment, so their reruns name that fragment; a timer's
+    rerun is told apart by `is_auto_rerun`."""
     message = BackMsg()
     message.ParseFromString(payload)
     if message.WhichOneof("type") != "rerun_script":
         return "other"
     state = message.rerun_script
-    if state.fragment_id:
+    if state.is_auto_rerun:
         return "auto"
     if any(w.WhichOneof("value") == "trigger_value" and w.trigger_value for w in state.widget_states.widgets):
         return "click"

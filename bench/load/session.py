@@ -13,7 +13,9 @@ web/server/starlette/starlette_websocket.py):
   `stop_auto_rerun` or a full-app run clears the timer.
 
 A run is `new_session` (`metadata.run.fragment_ids` empty for a full-app run), deltas, then
-`script_finished`; it answers this session's last rerun if its `new_session` came after the send.
+`script_finished`; it answers this session's last rerun if its `new_session` came after the send
+and it runs what that rerun asked for: the whole app, or the fragment it names (Draw's canvas
+and prediction are a fragment), not another fragment's timer.
 The Draw page's prediction is the markdown delta holding `<div class='predicted-digit'...>N</div>`.
 """
 
@@ -59,7 +61,8 @@ class Session:
         self._waiter: RunTiming | None = None
         self._sent = 0  # rerun_script messages sent so far
         self._run_answers = 0  # the value of _sent when the current run's new_session arrived
-        self._run_is_fragment = False
+        self._asked_fragment = ""  # the fragment the last rerun sent names ("" for the whole app)
+        self._run_is_asked = False  # the current run runs what the last rerun sent asked for
         self._canvas_seen = asyncio.Event()  # the canvas element arrived in the current run
         self._fetches: set[asyncio.Future] = set()  # media downloads under way
 
@@ -122,14 +125,18 @@ class Session:
         message = BackMsg()
         message.ParseFromString(payload)
         state = message.rerun_script
-        if message.WhichOneof("type") != "rerun_script" or state.fragment_id or not state.widget_states.widgets:
+        if message.WhichOneof("type") != "rerun_script" or state.is_auto_rerun or not state.widget_states.widgets:
             return
         kept = [w for w in state.widget_states.widgets if w.WhichOneof("value") != "trigger_value"]
         del state.widget_states.widgets[:]
         state.widget_states.widgets.extend(kept)
+        state.fragment_id = ""  # an auto rerun names its own fragment
         self.template = state
 
     async def _send(self, payload: bytes) -> None:
+        message = BackMsg()
+        message.ParseFromString(payload)
+        self._asked_fragment = message.rerun_script.fragment_id if message.WhichOneof("type") == "rerun_script" else ""
         self.remember(payload)
         self._sent += 1
         await self._ws.send(payload)
@@ -158,11 +165,12 @@ class Session:
         message.ParseFromString(frame)
         kind = message.WhichOneof("type")
         waiter = self._waiter
-        answers = waiter is not None and self._run_answers == self._sent and not self._run_is_fragment
+        answers = waiter is not None and self._run_answers == self._sent and self._run_is_asked
         if kind == "new_session":
             self._run_answers = self._sent
-            self._run_is_fragment = bool(message.metadata.run.fragment_ids)
-            if not self._run_is_fragment:  # a full-app run clears the timers, as the frontend does
+            fragments = list(message.metadata.run.fragment_ids)
+            self._run_is_asked = (self._asked_fragment in fragments) if self._asked_fragment else not fragments
+            if not fragments:  # a full-app run clears the timers, as the frontend does
                 for _, timer in self._timers.values():
                     timer.cancel()
                 self._timers.clear()
