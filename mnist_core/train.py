@@ -44,7 +44,10 @@ LOSS_BLOWUP = 1000.0
 CHANCE_ACCURACY = 15.0  # percent: 10 % is guessing, a constant answer scores up to 11.35 % on MNIST's test set
 CHANCE_MIN_STEPS = 50  # an epoch this short may honestly not have learned yet
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to skip the C++ compiler
-COMPILE_MODE = None  # torch.compile's default mode; bench/gpu.py also measures "reduce-overhead" (CUDA graphs)
+# torch.compile's mode. "auto": "reduce-overhead" (CUDA graphs) on a GPU, where a small model's
+# step is bound by kernel launches (on an H200 it took the seed model from 25,000 images/s with
+# the default mode to 36,000: bench/gpu.py), and the default mode elsewhere.
+COMPILE_MODE = "auto"
 # With CUDA graphs ("reduce-overhead") each step's outputs live in memory the next replay reuses;
 # marking where a step begins tells PyTorch the previous step's outputs are done with.
 _new_step = torch.compiler.cudagraph_mark_step_begin
@@ -251,11 +254,14 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     the first images (forward and backward, no optimizer step); the gradients and batch-norm
     statistics of those passes are then thrown away, so training starts from the same state.
     """
-    compiled = torch.compile(model, backend=COMPILE_BACKEND, mode=COMPILE_MODE, dynamic=False)  # fixed shapes: the fastest kernels
+    mode = COMPILE_MODE
+    if mode == "auto":
+        mode = "reduce-overhead" if batches.device.type == "cuda" else None
+    compiled = torch.compile(model, backend=COMPILE_BACKEND, mode=mode, dynamic=False)  # fixed shapes: fastest kernels
     saved_buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     sizes = {min(batches.batch_size, len(batches.labels)), len(batches.labels) % batches.batch_size} - {0}
     # CUDA graphs are recorded on a shape's second pass and replayed from its third.
-    passes = 3 if COMPILE_MODE == "reduce-overhead" else 1
+    passes = 3 if mode == "reduce-overhead" else 1
     start = time.perf_counter()
     try:
         for size in [size for size in sorted(sizes, reverse=True) for _ in range(passes)]:
