@@ -246,6 +246,13 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     )
 
 
+def compile_mode(device: torch.device) -> str | None:
+    """torch.compile's mode for training on `device` (see COMPILE_MODE); None is its default."""
+    if COMPILE_MODE == "auto":
+        return "reduce-overhead" if device.type == "cuda" else None
+    return COMPILE_MODE
+
+
 def _compile(model, batches: Batches, loss_function, autocast, memory_format) -> tuple[nn.Module, float]:
     """The model under torch.compile, already compiled for every batch shape the epoch has.
 
@@ -254,9 +261,7 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     the first images (forward and backward, no optimizer step); the gradients and batch-norm
     statistics of those passes are then thrown away, so training starts from the same state.
     """
-    mode = COMPILE_MODE
-    if mode == "auto":
-        mode = "reduce-overhead" if batches.device.type == "cuda" else None
+    mode = compile_mode(batches.device)
     compiled = torch.compile(model, backend=COMPILE_BACKEND, mode=mode, dynamic=False)  # fixed shapes: fastest kernels
     saved_buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     sizes = {min(batches.batch_size, len(batches.labels)), len(batches.labels) % batches.batch_size} - {0}

@@ -58,3 +58,34 @@ def test_a_compiler_failure_is_a_clear_failed_event(tiny_data_dir, monkeypatch):
     result = train.fit(TINY.replace(compile_model=True), data_dir=tiny_data_dir)
     assert isinstance(result.outcome, Failed)
     assert "torch.compile failed" in result.outcome.message and "without compiling" in result.outcome.message
+
+
+def test_compile_mode_is_cuda_graphs_on_a_gpu_only(monkeypatch):
+    # On a GPU a small model's step is bound by kernel launches, which CUDA graphs remove
+    # (bench/gpu.py); on a CPU there are none to remove, so the default mode stays.
+    assert train.compile_mode(torch.device("cuda")) == "reduce-overhead"
+    assert train.compile_mode(torch.device("cpu")) is None
+    monkeypatch.setattr(train, "COMPILE_MODE", "default")  # what bench/gpu.py sets to compare
+    assert train.compile_mode(torch.device("cuda")) == "default"
+
+
+def test_warm_up_leaves_no_gradient_behind_between_batch_shapes(tiny_data_dir, monkeypatch):
+    # With CUDA graphs a gradient kept from one warm-up pass to the next would be read after the
+    # next replay overwrote it; the warm-up drops them after each pass (and runs 3 passes).
+    monkeypatch.setattr(train, "compile_mode", lambda device: "reduce-overhead")
+    seen = []
+    real_backward = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        seen.append([p.grad is None for p in model.parameters() if p.requires_grad])
+        return real_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    images, labels = load_split("mnist", True, tiny_data_dir)
+    batches = Batches(images, labels, TINY.batch_size, torch.device("cpu"))
+    model = build_model("fast")
+    loss = torch.nn.CrossEntropyLoss()
+    train._compile(model, batches, loss, torch.autocast("cpu", enabled=False), torch.contiguous_format)
+    assert len(seen) == 6  # two batch shapes (48 and the last 32), three passes each
+    assert all(all(empty) for empty in seen)
+    assert all(p.grad is None for p in model.parameters())
