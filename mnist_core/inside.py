@@ -56,7 +56,7 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _kind(module: nn.Module) -> str:
     """The PyTorch layer a module is, by name: Conv2d also for the seed model's SmallConv2d."""
     for cls in type(module).__mro__:
-        if cls.__module__.startswith("torch.nn."):
+        if cls.__module__.startswith("torch.nn.") and cls is not nn.Module:
             return cls.__name__
     return type(module).__name__
 

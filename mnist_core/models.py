@@ -20,13 +20,14 @@ from mnist_core.small_conv import SmallConv2d
 class SeedConvNet(nn.Module):
     """The case study's ConvNet: two 3x3 convolutions with sigmoids, then one linear layer.
 
-    Its convolutions are `SmallConv2d`, an nn.Conv2d with the same parameters and output whose
-    input gradient is computed faster on the CPU (mnist_core.small_conv).
+    Its second convolution is a `SmallConv2d`, an nn.Conv2d with the same parameters and output
+    whose input gradient is computed faster on the CPU (mnist_core.small_conv). The first one's
+    input, the images, needs no gradient in training, so it stays a plain nn.Conv2d.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = SmallConv2d(in_channels=1, out_channels=3, kernel_size=3, stride=1)
+        self.conv1 = nn.Conv2d(in_channels=1, out_channels=3, kernel_size=3, stride=1)
         self.conv2 = SmallConv2d(in_channels=3, out_channels=6, kernel_size=3, stride=1)
         self.sigmoid = nn.Sigmoid()
         self.linear1 = nn.Linear(3456, 10)  # 6 channels x 24 x 24

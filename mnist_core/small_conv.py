@@ -7,10 +7,11 @@ filters flipped and their in/out channels swapped; oneDNN's forward kernel does 
 0.4 ms. Weight and bias gradients still come from PyTorch's own convolution_backward.
 
 `SmallConv2d` is an `nn.Conv2d` (same parameters, same state_dict, same forward output and
-forward hooks); only its backward differs, and only where this route applies: on the CPU, for
-an input that needs a gradient, with stride 1, dilation 1, one group and zero padding. The
-gradients equal the plain module's up to float rounding (tests/test_small_conv.py), and
-bench/throughput.py measures what it saves.
+forward hooks); only its backward differs, and only where this route applies: in training mode
+on the CPU without autocast, for an input that needs a gradient, with stride 1, dilation 1, one
+group and zero padding. (In eval mode, e.g. saliency, the plain route computes only the
+gradients asked for.) The gradients equal the plain module's up to float rounding
+(tests/test_small_conv.py); `bench/throughput.py --compare-plain-conv` measures what it saves.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ENABLED = True  # bench/throughput.py --compare-plain-conv turns the route off for its A/B rounds
 
 
 class _InputGradAsConvolution(torch.autograd.Function):
@@ -51,9 +54,12 @@ class SmallConv2d(nn.Conv2d):
 
     def _conv_forward(self, input, weight, bias):
         if (
-            input.requires_grad
+            ENABLED
+            and self.training
+            and input.requires_grad
             and torch.is_grad_enabled()
             and input.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")  # the backward's own conv2d would mix dtypes
             and self.stride == (1, 1)
             and self.dilation == (1, 1)
             and self.groups == 1

@@ -266,7 +266,7 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     saved_buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     sizes = {min(batches.batch_size, len(batches.labels)), len(batches.labels) % batches.batch_size} - {0}
     # CUDA graphs are recorded on a shape's second pass and replayed from its third.
-    passes = 3 if mode == "reduce-overhead" else 1
+    passes = 3 if mode in ("reduce-overhead", "max-autotune") else 1
     start = time.perf_counter()
     try:
         for size in [size for size in sorted(sizes, reverse=True) for _ in range(passes)]:
@@ -282,7 +282,6 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RuntimeError(f"torch.compile failed ({first_line}); train without compiling instead") from error
     seconds = time.perf_counter() - start
-    model.zero_grad(set_to_none=True)
     with torch.no_grad():
         for name, buffer in model.named_buffers():
             buffer.copy_(saved_buffers[name])

@@ -142,9 +142,18 @@ def framed(picture: np.ndarray) -> np.ndarray:
 
 
 @st.fragment
-def draw_and_predict(choice: str, model, dataset: str) -> None:
+def draw_and_predict(choice: str) -> None:
     """Everything a stroke changes. A fragment: a stroke, the pen slider or a toggle reruns only
-    this, not the page's title, model picker and sidebar (bench/draw_latency.py, bench/load_test.py)."""
+    this, not the page's title, model picker and sidebar (bench/draw_latency.py, bench/load_test.py).
+    The model is looked up on every run (cached by file version): a run deleted from another tab
+    is a message here, not a traceback."""
+    try:
+        model, dataset = resolve_model(checkpoint_path(choice))
+    except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
+        st.error(f"This model could not be loaded: {error}")
+        return
+    if dataset != "mnist":
+        st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
     if INSIDE in st.session_state:  # kept while no digit (and so no toggle) is on screen, e.g. after Clear
         st.session_state[INSIDE] = st.session_state[INSIDE]
     left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
@@ -177,12 +186,4 @@ if choice is None:
     point_to_train("There is no model to draw for yet. Train one on the **Train** page (the *fast* preset takes "
                    "about a minute on a CPU), then come back here.")
     st.stop()
-try:
-    model, dataset = resolve_model(checkpoint_path(choice))
-except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
-    st.error(f"This model could not be loaded: {error}")
-    st.stop()
-if dataset != "mnist":
-    st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
-
-draw_and_predict(choice, model, dataset)
+draw_and_predict(choice)

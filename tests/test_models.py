@@ -11,7 +11,7 @@ def test_seed_has_exactly_the_case_study_layers():
     model = SeedConvNet()
     layers = [(name, type(module)) for name, module in model.named_children()]
     # SmallConv2d is an nn.Conv2d with a faster backward on the CPU (tests/test_small_conv.py)
-    assert layers == [("conv1", SmallConv2d), ("conv2", SmallConv2d), ("sigmoid", nn.Sigmoid), ("linear1", nn.Linear)]
+    assert layers == [("conv1", nn.Conv2d), ("conv2", SmallConv2d), ("sigmoid", nn.Sigmoid), ("linear1", nn.Linear)]
     assert issubclass(SmallConv2d, nn.Conv2d)
     assert (model.conv1.in_channels, model.conv1.out_channels, model.conv1.kernel_size) == (1, 3, (3, 3))
     assert (model.conv2.in_channels, model.conv2.out_channels, model.conv2.kernel_size) == (3, 6, (3, 3))

@@ -184,6 +184,17 @@ def test_a_broken_checkpoint_is_a_message(default_model):
     assert "could not be loaded" in app.error[0].value
 
 
+def test_a_checkpoint_broken_while_the_page_is_open_is_a_message(default_model):
+    # The drawing part is a fragment that looks the model up on each of its runs: a model
+    # deleted or damaged from another tab is explained at the next interaction with it.
+    app = open_page()
+    assert not app.error
+    default_model.write_bytes(b"not a checkpoint")
+    app.segmented_control(key="draw_source").set_value("Upload").run()
+    assert not app.exception
+    assert "could not be loaded" in app.error[0].value
+
+
 def test_uploads_of_huge_dimensions_are_refused(default_model):
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((8, 5000), dtype=np.uint8)).save(buffer, "PNG")

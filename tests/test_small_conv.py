@@ -56,6 +56,11 @@ def test_plain_route_where_the_fast_one_does_not_apply():
     assert small(images).grad_fn.name() == "ConvolutionBackward0"  # input needs no gradient
     with torch.no_grad():
         assert small(images.requires_grad_()).grad_fn is None
+    # eval mode (saliency): the plain backward computes only the gradients asked for
+    assert small.eval()(images).grad_fn.name() == "ConvolutionBackward0"
+    small.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert small(images).grad_fn.name() != "_InputGradAsConvolutionBackward"
     _, strided = twins(in_channels=3, out_channels=6, kernel_size=3, stride=2)
     assert strided(torch.randn(2, 3, 26, 26, requires_grad=True)).grad_fn.name() == "ConvolutionBackward0"
 
@@ -63,11 +68,9 @@ def test_plain_route_where_the_fast_one_does_not_apply():
 def plain_seed(model: SeedConvNet) -> SeedConvNet:
     """The same network with plain nn.Conv2d layers, as the case study writes it."""
     twin = copy.deepcopy(model)
-    for name in ("conv1", "conv2"):
-        conv = getattr(model, name)
-        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size)
-        plain.load_state_dict(conv.state_dict())
-        setattr(twin, name, plain)
+    conv = model.conv2
+    twin.conv2 = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size)
+    twin.conv2.load_state_dict(conv.state_dict())
     return twin
 
 

@@ -9,7 +9,7 @@ frame the pages send is kept (`page.on("websocket")` -> "framesent"), and sorted
   objects and a PNG data URL) holds a stroke; then the Clear button's rerun (a `trigger_value`)
   and the canvas's own rerun with its emptied value, which it sends once the Clear run hands it
   a new initial drawing;
-- the Train page's Start is its first full-app rerun with a `trigger_value`.
+- the Train page's Start is its first rerun with a `trigger_value` (a click).
 
 The same strokes, timed in the page, are the real-browser reference for the replayed ones.
 """

@@ -81,7 +81,8 @@ class Session:
         return timing
 
     async def rerun(self, payload: bytes, follow_ups: tuple[bytes, ...] = (), timeout_s: float = 120) -> RunTiming:
-        """Send a recorded rerun_script; wait for the full run that answers the last message sent.
+        """Send a recorded rerun_script; wait for the whole run (of the app or of the fragment it
+        names) that answers the last message sent.
 
         `follow_ups` are sent as soon as the canvas element of the run before arrives: that is
         when the canvas component, handed a new (empty) initial drawing by Clear, sends its value."""
@@ -117,27 +118,29 @@ class Session:
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
-    def remember(self, payload: bytes) -> None:
+    def remember(self, payload: bytes | BackMsg) -> None:
         """Hold a rerun's widget values, as the frontend's widget manager does: an auto rerun sends them.
 
         One-shot triggers (button clicks) are left out; a message without widgets (the first
         page load) changes nothing, so a template set beforehand survives it."""
-        message = BackMsg()
-        message.ParseFromString(payload)
+        if isinstance(payload, BackMsg):
+            message = payload
+        else:
+            message = BackMsg()
+            message.ParseFromString(payload)
         state = message.rerun_script
         if message.WhichOneof("type") != "rerun_script" or state.is_auto_rerun or not state.widget_states.widgets:
             return
         kept = [w for w in state.widget_states.widgets if w.WhichOneof("value") != "trigger_value"]
         del state.widget_states.widgets[:]
         state.widget_states.widgets.extend(kept)
-        state.fragment_id = ""  # an auto rerun names its own fragment
         self.template = state
 
     async def _send(self, payload: bytes) -> None:
         message = BackMsg()
         message.ParseFromString(payload)
         self._asked_fragment = message.rerun_script.fragment_id if message.WhichOneof("type") == "rerun_script" else ""
-        self.remember(payload)
+        self.remember(message)
         self._sent += 1
         await self._ws.send(payload)
 
@@ -169,7 +172,8 @@ class Session:
         if kind == "new_session":
             self._run_answers = self._sent
             fragments = list(message.metadata.run.fragment_ids)
-            self._run_is_asked = (self._asked_fragment in fragments) if self._asked_fragment else not fragments
+            # A full-app run answers anything (Streamlit folds a waiting fragment rerun into it).
+            self._run_is_asked = not fragments or self._asked_fragment in fragments
             if not fragments:  # a full-app run clears the timers, as the frontend does
                 for _, timer in self._timers.values():
                     timer.cancel()
