@@ -2,8 +2,8 @@
 
 "Show inside the network", off by default, adds the drawing's place on the embedding map and
 each layer's output for it (ui.inside_views). Off, it costs nothing: a stroke reruns the
-drawing's fragment, and only a switched-on toggle computes those views. The last digit read is kept in
-`st.session_state["drawn_digit"]` for the Inside page.
+drawing's fragment, and only a switched-on toggle computes those views. The last digit read is
+kept in `st.session_state["drawn_digit"]` for the Inside page.
 """
 
 
@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core.data import default_data_dir
-from mnist_core.inference import load_model, probabilities, resolve_model, saliency
+from mnist_core.inference import load_model, probabilities, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
 from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
@@ -114,10 +114,8 @@ def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray 
         show_picture(picture, caption)
 
 
-def inside_ui(choice: str, pixels: np.ndarray) -> None:
+def inside_ui(path, model, config, pixels: np.ndarray) -> None:
     """Where the drawing lands among the test images, and its path through the model's layers."""
-    path = checkpoint_path(choice)
-    model, config = load_model(path)  # cached: the same model the prediction used
     st.subheader("Inside the network")
     # The map first: where the drawing lands and its nearest test digits read at a glance, while the
     # strip below is long (14 panels for the shipped model, one a row on a phone).
@@ -148,10 +146,12 @@ def draw_and_predict(choice: str) -> None:
     The model is looked up on every run (cached by file version): a run deleted from another tab
     is a message here, not a traceback."""
     try:
-        model, dataset = resolve_model(checkpoint_path(choice))
+        path = checkpoint_path(choice)
+        model, config = load_model(path)
     except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
         st.error(f"This model could not be loaded: {error}")
         return
+    dataset = config.dataset
     if dataset != "mnist":
         st.warning("This model was trained on Fashion-MNIST, not on digits: its answers are clothing classes 0-9.")
     if INSIDE in st.session_state:  # kept while no digit (and so no toggle) is on screen, e.g. after Clear
@@ -176,7 +176,7 @@ def draw_and_predict(choice: str) -> None:
             icon = ":material/draw:" if source == "Draw" else ":material/upload:"
             st.info(f"{hint}: the prediction appears here.", icon=icon)
     if pixels is not None and inside:
-        inside_ui(choice, pixels)
+        inside_ui(path, model, config, pixels)
 
 
 st.title("Draw")
