@@ -364,15 +364,15 @@ def _card(
             label_visibility="collapsed",
             disabled=marks is None,
             on_change=_on_mark,
-            args=(key, index, where),
+            args=(key, index, where, len(result.labels)),
         )
 
 
-def _on_mark(key: str, index: int, where: tuple) -> None:
+def _on_mark(key: str, index: int, where: tuple, count: int) -> None:
     dataset, split, runs_dir = where
     try:
-        set_mark(dataset, split, index, st.session_state.get(key), runs_dir)
-    except (MarksDamaged, OSError) as error:  # StorageError is an OSError
+        set_mark(dataset, split, index, st.session_state.get(key), runs_dir, count=count)
+    except (ValueError, OSError) as error:  # MarksDamaged and an index outside the split are ValueErrors
         st.session_state[ERROR] = f"The verdict on image {index} was not saved: {error}"
 
 

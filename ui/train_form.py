@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TRAIN_IMAGES, TrainConfig
-from mnist_core.marks import VERDICT_LABELS, MarksDamaged, excluded_indices
+from mnist_core.marks import VERDICT_LABELS, MarksDamaged, leave_out
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
 from ui.state import runner
@@ -60,10 +60,17 @@ def _leave_out_marked_ui(dataset: str) -> tuple[tuple[int, ...], str | None]:
         return (), None
     also_ambiguous = st.checkbox(f"…and those marked '{ambiguous}'", key="form_exclude_ambiguous")
     try:
-        exclude = excluded_indices(dataset, runner().runs_dir, ambiguous=also_ambiguous)
+        marked = leave_out(dataset, TRAIN_IMAGES, runner().runs_dir, ambiguous=also_ambiguous)
     except MarksDamaged as error:
         st.error(str(error), icon=":material/error:")
         return (), str(error)
+    # Marks written before indices were checked may name no training image. Passed on, they would
+    # make the config's `exclude` invalid and grey out Start with no message; they are left out
+    # of the list instead, and said so.
+    note = marked.note(dataset, TRAIN_IMAGES, runner().runs_dir)
+    if note:
+        st.warning(note, icon=":material/warning:")
+    exclude = marked.indices
     if exclude:
         st.caption(f"Leaves out {len(exclude):,} of the {TRAIN_IMAGES:,} training images.")
     else:
@@ -123,6 +130,8 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
                     help="Faster steps on a GPU after a compile of a minute or so; on a CPU it rarely pays off. "
                          "The compile time is shown apart from the training time.")
         exclude, exclude_problem = _leave_out_marked_ui(st.session_state["form_dataset"])
+        if not exclude_problem:  # (a damaged marks file is already shown above)
+            slots["exclude"] = _problem_slot()  # any other problem with `exclude` is shown, never just a grey Start
 
     values = {name: st.session_state[f"form_{name}"] for name in FIELDS}
     other = {k: v for k, v in st.session_state.get("form_other", {}).items() if k != "exclude"}
