@@ -45,8 +45,9 @@ from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.data import load_split
 from mnist_core.events import Event, Failed, Progress
 from mnist_core.inference import logits_in_batches
+from mnist_core.job import interrupted
 from mnist_core.runs import AUDIT, Run, create_run, list_runs
-from mnist_core.storage import atomic_write_bytes
+from mnist_core.storage import CacheDamaged, atomic_write_bytes, read_npz
 from mnist_core.train import fit
 
 SPLITS = ("train", "test")
@@ -209,10 +210,22 @@ def save_result(run: Run, result: AuditResult) -> None:
 
 
 def load_result(run: Run) -> AuditResult:
-    """An audit's stored result; raises OSError or ValueError when it is missing or damaged."""
-    with np.load(run.path / RESULT_FILE) as stored:
-        test = (stored["test_probabilities"], stored["test_labels"]) if "test_labels" in stored.files else (None, None)
-        return AuditResult(str(stored["split"]), stored["probabilities"], stored["labels"], *test)
+    """An audit's stored result; FileNotFoundError when it is missing, CacheDamaged (a ValueError)
+    naming "audit.npz of run …" when it is damaged (cut off, corrupted, or arrays that do not fit)."""
+    name = f"{RESULT_FILE} of run {run.id}"
+    stored = read_npz(run.path / RESULT_FILE, name, required=("split", "probabilities", "labels"))
+    split, probabilities, labels = str(stored["split"]), stored["probabilities"], stored["labels"]
+    test = (stored.get("test_probabilities"), stored.get("test_labels"))
+    has_test = test[0] is not None or test[1] is not None
+    if split not in SPLITS or not _fits(probabilities, labels) or (has_test and not _fits(*test)):
+        raise CacheDamaged(name, "its arrays do not fit together")
+    return AuditResult(split, probabilities, labels, *test)
+
+
+def _fits(probabilities: np.ndarray | None, labels: np.ndarray | None) -> bool:
+    """[N, 10] probabilities for [N] labels."""
+    return (probabilities is not None and labels is not None and probabilities.ndim == 2
+            and probabilities.shape[1] == 10 and labels.shape == probabilities.shape[:1])
 
 
 def audit_spec(run: Run) -> AuditSpec:
@@ -249,10 +262,12 @@ def result_for(spec: AuditSpec, run: Run) -> AuditResult:
 
 
 def execute_audit(run: Run, data_dir: str | Path | None = None, should_stop: Callable[[], bool] = lambda: False,
-                  on_progress: AuditProgress = lambda fraction, text: None) -> AuditResult | None:
+                  on_progress: AuditProgress = lambda fraction, text: None,
+                  interrupted_because: Callable[[], str | None] = lambda: None) -> AuditResult | None:
     """Run the audit recorded in `run` here and now, reporting progress in its status; None if cancelled.
 
-    Like `jobs.execute_run`: a failure is recorded in the status, never raised."""
+    Like `jobs.execute_run`: a failure is recorded in the status, never raised, and a stop that
+    nobody asked for (`interrupted_because`, the server went away) is recorded as interrupted."""
     import os
 
     spec = audit_spec(run)
@@ -267,7 +282,7 @@ def execute_audit(run: Run, data_dir: str | Path | None = None, should_stop: Cal
             last[0] = time.monotonic()
             run.update_status(progress=round(fraction, 4), message=text.capitalize())
 
-    stop = lambda: run.stop_requested() or should_stop()  # noqa: E731
+    stop = lambda: run.stop_requested() or should_stop() or interrupted_because() is not None  # noqa: E731
     try:
         if spec.split == "test" and spec.checkpoint:
             result = audit_test_with_checkpoint(spec, data_dir)
@@ -277,7 +292,11 @@ def execute_audit(run: Run, data_dir: str | Path | None = None, should_stop: Cal
         if spec.split == "test" and not spec.checkpoint:
             result = result.test_split()
     except AuditCancelled as stopped:
-        run.update_status(state="cancelled", ended_at=time.time(), message=f"Stopped on request ({stopped}).")
+        reason = interrupted_because()
+        if reason:
+            run.update_status(**interrupted(reason, f"Nothing of the audit is kept ({stopped})."))
+        else:
+            run.update_status(state="cancelled", ended_at=time.time(), message=f"Stopped on request ({stopped}).")
         return None
     except Exception as error:  # noqa: BLE001 - recorded for the page and the CLI
         from mnist_core.train import failure_message

@@ -14,10 +14,10 @@ import argparse
 import json
 import sys
 import time
-import zipfile
 
 from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.ctrl_c import StopOnCtrlC
+from mnist_core.storage import CacheDamaged
 
 TOP = 20
 
@@ -44,8 +44,11 @@ def run_audit_command(args: argparse.Namespace) -> int:
         try:
             result, run = result_for(spec, cached), cached
             print(f"using the stored audit {cached.path}", file=sys.stderr)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # a damaged audit.npz: audit again
-            print(f"the stored audit {cached.path} cannot be read ({type(error).__name__}); auditing again",
+        except CacheDamaged as error:  # its message names audit.npz and the run, and says what is wrong
+            print(f"The stored {error}; auditing again.", file=sys.stderr)
+            cached = None
+        except OSError as error:  # gone since it was found (deleted meanwhile): audit again
+            print(f"The stored audit of run {cached.id} cannot be read ({error.strerror or error}); auditing again.",
                   file=sys.stderr)
             cached = None
     if cached is None:

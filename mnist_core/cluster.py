@@ -28,7 +28,8 @@ from pathlib import Path
 
 import ray
 
-from mnist_core.events import Cancelled, EpochEnd, Failed, Finished, Progress, Started, from_dict, to_dict
+from mnist_core.events import Cancelled, EpochEnd, Progress, from_dict, to_dict
+from mnist_core.job import interrupted
 from mnist_core.runs import ENDED_STATES, Run
 from mnist_core.storage import StorageError, atomic_write_bytes, explain_write_error
 
@@ -170,10 +171,12 @@ def train_remotely(run_id: str, config: dict, channel, data_dir: str | None,
 class Homecoming:
     """The server's end of a channel: writes what trials send into their run folders."""
 
-    def __init__(self, channel, runs: dict[str, Run], sweep_stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, channel, runs: dict[str, Run], sweep_stop: Callable[[], bool] = lambda: False,
+                 interrupted_because: Callable[[], str | None] = lambda: None) -> None:
         self.channel = channel
         self.runs = runs
-        self.sweep_stop = sweep_stop
+        self.sweep_stop = sweep_stop  # a person asked every trial to stop
+        self.interrupted_because = interrupted_because  # a reason every trial must end that is nobody's request
         self._stopping: set[str] = set()
         self._stopped_all = False
         self._lock = threading.Lock()
@@ -181,7 +184,7 @@ class Homecoming:
     def pump(self) -> None:
         """Pass stop requests out, then write every message that has arrived."""
         with self._lock:
-            if not self._stopped_all and self.sweep_stop():
+            if not self._stopped_all and (self.sweep_stop() or self.interrupted_because()):
                 self._stopped_all = True
                 self.channel.stop.remote(None)
             for run_id, run in self.runs.items():
@@ -198,20 +201,13 @@ class Homecoming:
                     self._write(run, message)
 
     def _write(self, run: Run, message: dict) -> None:
-        from mnist_core.jobs import final_status
-
         try:
             worker = message.get("worker")
             if worker:
                 run.update_status(state="running", started_at=time.time(), node=worker["node"],
                                   host=worker["host"], worker_pid=worker["pid"], message="")
             for values in message.get("events", []):
-                event = from_dict(values)
-                run.append_event(event)
-                if isinstance(event, Started):
-                    run.update_status(device=event.device, phase="training")
-                if isinstance(event, (Finished, Failed, Cancelled)):
-                    run.update_status(**final_status(event))
+                run.record(from_dict(values), self.interrupted_because())
             data = message.get("checkpoint")
             if data:
                 atomic_write_bytes(run.checkpoint_path, lambda file: file.write(data), needed_bytes=len(data))
@@ -236,8 +232,11 @@ class Homecoming:
         run_id = run.id
         if run.status().get("state") in ENDED_STATES:
             return
+        reason = self.interrupted_because()
         if error:
             changes = {"state": "failed", "message": error}
+        elif reason:
+            changes = interrupted(reason, run.KEPT)
         elif self._stopped_all or run_id in self._stopping:
             changes = {"state": "cancelled", "message": "Stopped on request."}
         else:
@@ -250,12 +249,14 @@ class Homecoming:
             log.warning("could not record the end of run %s: %s", run_id, failure)
 
 
-def run_job(run: Run, data_dir: str | None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+def run_job(run: Run, data_dir: str | None, should_stop: Callable[[], bool] = lambda: False,
+            interrupted_because: Callable[[], str | None] = lambda: None) -> dict:
     """Train one run on the Ray cluster (`MNIST_JOB_BACKEND=ray`), recording it here; returns its outcome.
 
-    The caller has already joined the cluster (`connect`)."""
+    The caller has already joined the cluster (`connect`). `should_stop` is a person asking;
+    `interrupted_because` a reason to end that is not (see `jobs.execute_run`)."""
     channel = Channel.remote()
-    home = Homecoming(channel, {run.id: run}, sweep_stop=should_stop)
+    home = Homecoming(channel, {run.id: run}, sweep_stop=should_stop, interrupted_because=interrupted_because)
     task = ray.remote(train_remotely).options(**_task_resources(trial_resources(1)), max_retries=0)
     reference = task.remote(run.id, run.config.to_dict(), channel, data_dir)
     error = None

@@ -2,48 +2,95 @@
 
 A progress bar on stderr; the last stdout line is one JSON object: `path` (an .npz holding `xy`,
 `labels` and `predictions`), `seconds`, `cached`, `points` and `knn_accuracy` (leave-one-out
-10-nearest-neighbour accuracy in 2-D). Its progress also goes to the map's status file, which
-the pages read while the app builds a map in the background.
+10-nearest-neighbour accuracy in 2-D). A build is a job (`embedding.MapBuild`): it waits for a
+free training slot, its progress and end go to the map's status file, which the pages read while
+the app builds a map in the background, and its stop file stops it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
-    from mnist_core import embedding
+    from mnist_core import embedding, slots
     from mnist_core.checkpoint import CheckpointError
+    from mnist_core.job import lower_priority
+    from mnist_core.runs import default_runs_dir
+    from mnist_core.storage import CacheDamaged
 
+    lower_priority()  # started by the app: the server's script threads come first
     start = time.perf_counter()
+    build = None
+    slot = None
     try:
-        cached = embedding.load_cached(args.checkpoint, args.split, args.data_dir)
+        try:
+            cached = embedding.load_cached(args.checkpoint, args.split, args.data_dir)
+        except CacheDamaged as damaged:  # already moved aside: build it as if there were none
+            _say(f"{embedding.damaged_note(args.checkpoint, damaged)}; building it again.", sys.stderr)
+            cached = None
         result = cached
         if result is None:
+            build = embedding.map_build(args.checkpoint, args.split)
+            embedding.write_status(args.checkpoint, args.split, state="queued", pid=os.getpid(), progress=0.0,
+                                   message="waiting for a free training slot")
+            # A map build is as heavy as training on a small machine: it takes one of the slots.
+            slot = slots.acquire(default_runs_dir(), slots.max_jobs(), holder=f"map of {args.checkpoint}",
+                                 should_stop=build.stop_requested,
+                                 on_wait=lambda: _say("waiting for a free training slot: another job is working",
+                                                      sys.stderr))
+            if slot is None:
+                raise embedding.BuildStopped()
+            embedding.write_status(args.checkpoint, args.split, state="running", started_at=time.time(),
+                                   message="starting")
+
             def progress(fraction: float, text: str) -> None:
+                if build.stop_requested():
+                    raise embedding.BuildStopped()
                 filled = int(30 * fraction)
-                print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}% {text:32}", end="",
-                      file=sys.stderr, flush=True)
-                embedding.write_status(args.checkpoint, args.split, state="building", progress=round(fraction, 3),
-                                       message=text)
+                _say(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}% {text:32}", sys.stderr, end="")
+                embedding.write_status(args.checkpoint, args.split, progress=round(fraction, 3), message=text)
 
             result = embedding.build_map(args.checkpoint, args.data_dir, args.split, progress)
-            print(file=sys.stderr)
-            embedding.write_status(args.checkpoint, args.split, state="done", progress=1.0, message="done")
+            _say("", sys.stderr)
+            embedding.write_status(args.checkpoint, args.split, state="finished", ended_at=time.time(), progress=1.0,
+                                   message="done")
+    except (embedding.BuildStopped, KeyboardInterrupt):
+        _record_end(embedding, args, state="cancelled", message="Stopped on request.")
+        _say("\nstopped on request", sys.stderr)
+        _say(json.dumps({"path": None, "error": "stopped on request"}), sys.stdout)
+        return 130
     except Exception as error:  # noqa: BLE001 - a missing checkpoint or dataset, a full disk, a bug: the page must learn
         message = str(error) if isinstance(error, (OSError, ValueError, CheckpointError)) else (
             f"{type(error).__name__}: {error}")
-        print(f"\nerror: {message}", file=sys.stderr)
-        try:
-            embedding.write_status(args.checkpoint, args.split, state="failed", message=message)
-        except (OSError, ValueError):
-            pass
-        print(json.dumps({"path": None, "error": message}))
+        if build is not None:  # its status says why, even when the disk is too full for build.log to hold it
+            _record_end(embedding, args, state="failed", message=message)
+        _say(f"\nerror: {message}", sys.stderr)
+        _say(json.dumps({"path": None, "error": message}), sys.stdout)
         return 1
+    finally:
+        if slot is not None:
+            slot.release()
     print(json.dumps({"path": str(result.path), "seconds": round(time.perf_counter() - start, 2),
                       "cached": cached is not None, "points": len(result.labels),
                       "knn_accuracy": round(result.knn_accuracy(), 2)}))
     return 0
+
+
+def _say(text: str, stream, end: str = "\n") -> None:
+    """Print, unless the output cannot be written (a build's log on a full disk): the status says it all."""
+    try:
+        print(text, file=stream, end=end, flush=True)
+    except OSError:
+        pass
+
+
+def _record_end(embedding, args: argparse.Namespace, **fields) -> None:
+    try:
+        embedding.write_status(args.checkpoint, args.split, ended_at=time.time(), **fields)
+    except (OSError, ValueError):
+        pass

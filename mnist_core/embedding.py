@@ -19,19 +19,20 @@ its 10 nearest (`place`). The 5 nearest are shown beside it.
 
 The map is cached per checkpoint, next to it (`<checkpoint>.map-test.npz`), or, where that
 folder cannot be written, under `runs/embeddings/`. It records the checkpoint's size and
-modification time and is rebuilt when the checkpoint changes. While a map is built its
-progress is written to `<map>.building.json`; `start_build` runs the build in a child process
-(`python -m mnist_core embed`), so the page shows a PCA preview and a progress bar meanwhile.
+modification time and is rebuilt when the checkpoint changes. A damaged one (cut off,
+corrupted) is moved aside to `<map>.damaged`, said once (`CacheDamaged`), and built again.
+A build is a job like any other (`MapBuild`, see `mnist_core.job`): its status and progress are
+in `<map>.building.json`; `start_build` runs it in a child process (`python -m mnist_core embed`),
+which holds a training slot while it works, so the page shows a PCA preview and a progress bar
+meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ import torch
 from mnist_core.data import load_split
 from mnist_core.inference import load_model, logits_in_batches, resolve_checkpoint
 from mnist_core.inside import penultimate_features
+from mnist_core.job import ACTIVE_STATES, MAP, JobFolder, new_status, python_module, start_process
 from mnist_core.runs import EMBEDDINGS_FOLDER, default_runs_dir
-from mnist_core.storage import atomic_write_bytes
+from mnist_core.storage import CacheDamaged, atomic_write_bytes, read_npz
 
 COMPONENTS = 50
 PLACE_NEIGHBOURS = 10
@@ -97,18 +99,30 @@ def _checkpoint_key(checkpoint: str | Path | None) -> list[int]:
 def load_cached(checkpoint: str | Path | None, split: str = "test",
                 data_dir: str | Path | None = None) -> EmbeddingMap | None:
     """The stored map of this checkpoint, or None when there is none, the checkpoint changed since,
-    or it was built on other images than the data folder's (another MNIST copy, a test's tiny one)."""
+    or it was built on other images than the data folder's (another MNIST copy, a test's tiny one).
+
+    A damaged map raises CacheDamaged once, after moving it aside (`damaged_note` says it in words):
+    from then on there is no map, and the page or `embed` builds it again."""
     return _load(map_path(checkpoint, split), checkpoint, split, data_dir)
 
 
 def _load(path: Path, checkpoint, split: str, data_dir) -> EmbeddingMap | None:
+    """The map (or preview) stored at `path`, or None. A damaged file is set aside and CacheDamaged
+    raised, so the caller can say so once; the next look finds no map and builds it again."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            if stored["checkpoint_key"].tolist() != _checkpoint_key(checkpoint):
-                return None
-            found = EmbeddingMap(stored["xy"], stored["labels"], stored["predictions"], stored["confidences"],
-                                 stored["reduced"], stored["mean"], stored["components"], path)
-    except (OSError, KeyError, ValueError):
+        stored = read_npz(path, required=_STORED)
+        found = EmbeddingMap(*(stored[name] for name in _STORED[:-1]), path)
+        if not _fits(found) or stored["checkpoint_key"].shape != (2,):
+            raise CacheDamaged(path.name, "its arrays do not fit together")
+    except FileNotFoundError:
+        return None
+    except CacheDamaged:
+        _set_aside(path)
+        raise
+    try:
+        if stored["checkpoint_key"].tolist() != _checkpoint_key(checkpoint):
+            return None
+    except OSError:  # the checkpoint itself is gone
         return None
     try:
         _, config = load_model(checkpoint)
@@ -116,6 +130,42 @@ def _load(path: Path, checkpoint, split: str, data_dir) -> EmbeddingMap | None:
     except (OSError, ValueError):  # no data here to compare with: the map is still worth showing
         return found
     return found if np.array_equal(found.labels, labels.numpy()) else None
+
+
+_STORED = ("xy", "labels", "predictions", "confidences", "reduced", "mean", "components", "checkpoint_key")
+
+
+def _fits(found: EmbeddingMap) -> bool:
+    """One 2-D point, label, answer, confidence and PCA row per image; PCA's centre and directions that match."""
+    n = len(found.labels)
+    return (found.labels.shape == found.predictions.shape == found.confidences.shape == (n,)
+            and found.xy.shape == (n, 2) and found.reduced.ndim == 2 and len(found.reduced) == n
+            and found.components.ndim == 2 and found.mean.shape == found.components.shape[:1]
+            and found.components.shape[1] == found.reduced.shape[1])
+
+
+def _set_aside(path: Path) -> None:
+    """Move a damaged cache out of the way (kept as `<name>.damaged` for a look), or delete it."""
+    try:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    except OSError:
+        try:
+            path.unlink()
+        except OSError:
+            pass  # not ours to move: the rebuild's atomic write replaces it all the same
+
+
+def model_name(checkpoint: str | Path | None) -> str:
+    """How messages name a checkpoint without the server's folders: default.pt, or <run id>/checkpoint.pt
+    (every run's checkpoint has that name, so its folder's name tells them apart)."""
+    source = resolve_checkpoint(checkpoint)
+    return f"{source.parent.name}/{source.name}" if source.name == "checkpoint.pt" else source.name
+
+
+def damaged_note(checkpoint: str | Path | None, error: CacheDamaged) -> str:
+    """A damaged map in words, e.g. 'The stored map for default.pt was damaged (it ends early)';
+    the caller adds what happens next."""
+    return f"The stored map for {model_name(checkpoint)} was damaged ({error.reason})"
 
 
 def build_map(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
@@ -169,7 +219,10 @@ def _preview_path(path: Path) -> Path:
 def preview(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test") -> EmbeddingMap:
     """A stand-in while t-SNE runs: the first two principal components, as the build saved them
     seconds after it started, or computed here when it has not got that far."""
-    saved = _load(_preview_path(map_path(checkpoint, split)), checkpoint, split, data_dir)
+    try:
+        saved = _load(_preview_path(map_path(checkpoint, split)), checkpoint, split, data_dir)
+    except CacheDamaged:  # set aside by _load; a stand-in is quick to make again, right here
+        saved = None
     if saved is not None:
         return saved
     model, config = load_model(checkpoint)
@@ -210,53 +263,82 @@ def place(embedding: EmbeddingMap, model: torch.nn.Module, image: torch.Tensor,
     return embedding.xy[nearest].mean(0), nearest[:SHOW_NEIGHBOURS]
 
 
+@dataclass(frozen=True)
+class MapBuild(JobFolder):
+    """A map's build, as a job (`mnist_core.job`): its status, stop request and log sit beside the map.
+
+        <map>.building.json   the job's status (queued, running, finished, failed, ...), progress 0..1
+        <map>.build.log       the build's output
+        <map>.stop            present when someone asked the build to stop
+    """
+
+    path: Path  # the map's .npz
+    job_kind = MAP
+
+    @property
+    def status_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".building.json")
+
+    @property
+    def stop_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".stop")
+
+    @property
+    def log_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".build.log")
+
+
+def map_build(checkpoint: str | Path | None, split: str = "test") -> MapBuild:
+    return MapBuild(map_path(checkpoint, split))
+
+
+class BuildStopped(Exception):
+    """Someone asked the map build to stop (its stop file)."""
+
+
 def building_status(checkpoint: str | Path | None, split: str = "test") -> dict | None:
-    """The progress of a build of this map running in another process, or None when none runs."""
-    path = _status_path(map_path(checkpoint, split))
-    try:
-        status = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """The status of this map's latest build (read through the job model: a build whose process is
+    gone reads as interrupted), or None when it was never built in the background."""
+    build = map_build(checkpoint, split)
+    child = _builders.get(build.status_path)
+    if child is not None and child.poll() is not None:  # reaped here, or it would linger as a zombie
+        del _builders[build.status_path]
+    if not build.status_path.exists():
         return None
-    from mnist_core.runs import _process_alive
-
-    child = _builders.get(path)
-    if child is not None and child.poll() is not None:  # reaped here, or it would linger as a zombie that looks alive
-        del _builders[path]
-    if status.get("state") == "building" and (not _process_alive(status.get("pid"))
-                                              or (child is not None and child.returncode is not None)):
-        return {**status, "state": "failed",
-                "message": f"the process building the map stopped (its output: {_log_path(path)})"}
-    return status
-
-
-def _status_path(path: Path) -> Path:
-    return path.with_name(path.name + ".building.json")
-
-
-def _log_path(status_path: Path) -> Path:
-    return status_path.with_name(status_path.name.replace(".building.json", ".build.log"))
+    return build.current_status()
 
 
 _builders: dict[Path, subprocess.Popen] = {}  # the builds this process started, by status file
 
 
-def write_status(checkpoint: str | Path | None, split: str, **fields) -> None:
-    path = _status_path(map_path(checkpoint, split))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"pid": os.getpid(), "updated_at": time.time(), **fields}).encode()
-    atomic_write_bytes(path, lambda file: file.write(data))
+def write_status(checkpoint: str | Path | None, split: str, **fields) -> dict:
+    """Record the build's progress or end in its status (the job model's one way: atomic, and in
+    place when the disk is full)."""
+    build = map_build(checkpoint, split)
+    build.status_path.parent.mkdir(parents=True, exist_ok=True)
+    return build.update_status(**fields)
 
 
-def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test") -> None:
-    """Build the map in a child process (`python -m mnist_core embed`), unless one already does."""
+def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
+                owner: str = "") -> MapBuild:
+    """Build the map in a background job (`python -m mnist_core embed`), unless one already runs.
+
+    It is queued first, in this process's name; the build then waits for a free training slot
+    (a map build is as heavy as training on a small machine), niced like every job. Raises
+    OSError (a full or read-only disk) when it cannot be recorded or started: nothing runs then."""
+    build = map_build(checkpoint, split)
     status = building_status(checkpoint, split)
-    if status and status.get("state") == "building":
-        return
-    command = [sys.executable, "-m", "mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split]
+    if status and status.get("state") in ACTIVE_STATES:
+        return build
+    command = python_module("mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split)
     command += ["--data-dir", str(data_dir)] if data_dir else []
-    status_path = _status_path(map_path(checkpoint, split))
-    status_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(_log_path(status_path), "wb") as log_file:  # raises OSError (a full or read-only disk): nothing started
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, stdin=subprocess.DEVNULL)
-    _builders[status_path] = process
-    write_status(checkpoint, split, state="building", progress=0.0, message="starting", pid=process.pid)
+    build.status_path.parent.mkdir(parents=True, exist_ok=True)
+    build.stop_path.unlink(missing_ok=True)
+    build.update_status(**new_status(owner, progress=0.0, message="starting"))
+    try:
+        process = start_process(command, build.log_path, append=False)
+    except OSError as error:
+        build.update_status(state="failed", ended_at=time.time(), message=f"The build could not start: {error}")
+        raise
+    _builders[build.status_path] = process
+    return build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,13 @@ def logits_in_batches(
 
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
-_models: dict[tuple[str, int, int], tuple[nn.Module, TrainConfig]] = {}
+# Loaded models, least recently used first. Bounded at MAX_MODELS: the largest model here is a few
+# MB, and the live panel loads each new epoch's checkpoint, so without a bound a long run would
+# keep every epoch's weights. A model kept for a purpose (`keep_for`, e.g. Draw's, which must answer
+# within milliseconds) is never evicted while it is that purpose's latest.
+MAX_MODELS = 8
+_models: OrderedDict[tuple[str, int, int], tuple[nn.Module, TrainConfig]] = OrderedDict()
+_kept: dict[str, tuple[str, int, int]] = {}  # purpose -> the key of its model
 _models_lock = threading.Lock()
 
 
@@ -65,19 +72,27 @@ def file_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
 
-def load_model(spec: str | Path | None = None) -> tuple[nn.Module, TrainConfig]:
-    """The model (eval mode, CPU) and its config, loaded once per checkpoint version."""
+def load_model(spec: str | Path | None = None, keep_for: str | None = None) -> tuple[nn.Module, TrainConfig]:
+    """The model (eval mode, CPU) and its config, loaded once per checkpoint version.
+
+    `keep_for` names a purpose (Draw's page) whose latest model stays loaded however many other
+    models are loaded after it."""
     key = file_key(resolve_checkpoint(spec))
     with _models_lock:
-        if key not in _models:
-            if len(_models) >= 8:
-                _models.pop(next(iter(_models)))
+        if key in _models:
+            _models.move_to_end(key)
+        else:
             model, config = model_from_checkpoint(load_checkpoint(key[0]), key[0])
             # The same memory format as training (models.ModelSpec.channels_last): the same logits,
             # 1.5-2x faster wide convolutions on the CPU, and no slowdown for the seed model.
             if MODELS[config.model].channels_last:
                 model = model.to(memory_format=torch.channels_last)
             _models[key] = (model, config)
+        if keep_for is not None:
+            _kept[keep_for] = key
+        kept = set(_kept.values())
+        for old in [old for old in _models if old not in kept][: max(0, len(_models) - MAX_MODELS)]:
+            del _models[old]
         return _models[key]
 
 

@@ -27,7 +27,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +37,10 @@ from mnist_core.audit import AuditSpec, create_audit
 from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing, is_present, missing_message
-from mnist_core.events import Cancelled, Event, Failed, Finished, Started
+from mnist_core.events import Event, Failed
+from mnist_core.job import ACTIVE_STATES, JobFolder, final_status, interrupted, python_module, start_process
 from mnist_core.policy import JobPolicy
-from mnist_core.runs import ACTIVE_STATES, Run, create_run, default_runs_dir
+from mnist_core.runs import Run, create_run, default_runs_dir
 from mnist_core.storage import explain_write_error
 from mnist_core.sweep import Sweep, SweepSpec, create_sweep, ray_problem
 from mnist_core.train import FitResult, fit
@@ -67,11 +67,16 @@ def execute_run(
     should_stop: Callable[[], bool] = lambda: False,
     on_event: Callable[[Event], None] = lambda event: None,
     download_missing: bool = True,
+    interrupted_because: Callable[[], str | None] = lambda: None,
 ) -> FitResult:
     """Train `run` here and now, recording status, events and a checkpoint per epoch in its folder.
 
+    `should_stop` is a person asking (Ctrl-C); `interrupted_because` names a reason the job must
+    end that is not a person's (its server went away): it stops the run too, which is then
+    recorded as interrupted, not cancelled.
+
     A fault in recording (a full disk) ends training with a Failed outcome whose message says
-    so; the final state is still written when at all possible (see `Run.update_status`), and
+    so; the final state is still written when at all possible (see `job.write_status`), and
     the result is returned either way, so the caller can always report it."""
     try:
         run.update_status(state="running", pid=os.getpid(), started_at=time.time(), message="")
@@ -80,9 +85,7 @@ def execute_run(
     last_download_report = 0.0
 
     def record(event: Event) -> None:
-        run.append_event(event)
-        if isinstance(event, Started):
-            run.update_status(device=event.device, phase="training")
+        run.record(event, interrupted_because())
         on_event(event)
 
     def on_download(done: int, total: int, file_name: str) -> None:
@@ -94,32 +97,18 @@ def execute_run(
     result = fit(
         run.config,
         on_event=record,
-        should_stop=lambda: run.stop_requested() or should_stop(),
+        should_stop=lambda: run.stop_requested() or should_stop() or interrupted_because() is not None,
         data_dir=data_dir,
         on_checkpoint=lambda checkpoint: save_checkpoint(run.checkpoint_path, checkpoint),
         on_download=on_download,
         download_missing=download_missing,
     )
-    try:
-        run.update_status(**final_status(result.outcome))
-    except OSError as error:  # the outcome is still returned: the caller reports it
-        log.warning("could not record the end of run %s: %s", run.id, error)
+    if not run.ended():  # recording the outcome failed (a full disk): try once more, in place if need be
+        try:
+            run.update_status(**final_status(result.outcome, interrupted_because()))
+        except OSError as error:  # the outcome is still returned: the caller reports it
+            log.warning("could not record the end of run %s: %s", run.id, error)
     return result
-
-
-def final_status(outcome: Event) -> dict:
-    """The status fields that record how a run ended."""
-    if isinstance(outcome, Finished):
-        return {"state": "finished", "ended_at": time.time()}
-    if isinstance(outcome, Cancelled):
-        kept = (
-            f"the checkpoint of epoch {outcome.epochs_completed} is kept"
-            if outcome.epochs_completed
-            else "no epoch was completed"
-        )
-        return {"state": "cancelled", "ended_at": time.time(), "message": f"Stopped on request; {kept}."}
-    message = outcome.message if isinstance(outcome, Failed) else f"unexpected outcome {outcome!r}"
-    return {"state": "failed", "ended_at": time.time(), "message": message}
 
 
 class JobRunner:
@@ -196,12 +185,11 @@ class JobRunner:
             if not is_present(spec.base.dataset, self.data_dir):
                 raise DatasetMissing(missing_message(spec.base.dataset, self.data_dir))
             sweep = create_sweep(spec, self.runs_dir, owner=owner)
-            command = [sys.executable, "-m", "mnist_core.sweep_driver", str(sweep.path), "--parent-pid", str(os.getpid())]
+            command = python_module("mnist_core.sweep_driver", str(sweep.path), "--parent-pid", str(os.getpid()))
             command += ["--data-dir", self.data_dir] if self.data_dir else []
+            self._let_standby_go()  # the sweep will hold the machine: no idle worker beside it
             try:
-                with open(sweep.path / "driver.log", "ab") as log_file:
-                    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL)
+                process = start_process(command, sweep.path / "driver.log")
             except OSError as error:
                 sweep.update_status(state="failed", ended_at=time.time(), message=f"Could not start the sweep: {error}")
                 raise
@@ -266,10 +254,8 @@ class JobRunner:
             self.problem = None
 
     def _worker_command(self) -> list[str]:
-        # A fresh interpreter, not fork (unsafe in a threaded server) nor multiprocessing's
-        # spawn (it re-imports the parent's __main__, which under Streamlit is a page script).
         # The data was checked at submit: a job never downloads behind the page's back.
-        command = [sys.executable, "-m", "mnist_core.worker", "--parent-pid", str(os.getpid()), "--no-download"]
+        command = python_module("mnist_core.worker", "--parent-pid", str(os.getpid()), "--no-download")
         command += ["--ray"] if self.backend == "ray" else []
         return command + (["--data-dir", self.data_dir] if self.data_dir else [])
 
@@ -279,14 +265,33 @@ class JobRunner:
             process = standby.hand_over(run, slot, self.data_dir)
             if process is not None:
                 return process
-        with open(run.path / "worker.log", "ab") as log_file:
-            return subprocess.Popen([*self._worker_command(), str(run.path)], stdout=log_file,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(slot.descriptor,))
+        return start_process([*self._worker_command(), str(run.path)], run.path / "worker.log",
+                             pass_fds=(slot.descriptor,))
+
+    def _machine_busy(self) -> bool:  # called with the lock held
+        """Whether any job holds the machine: this runner's, a sweep's, or another process's
+        (a map build, the CLI), which all hold a training slot while they work."""
+        if self._running or self._queue or any(process.poll() is None for _, process in self._sweeps.values()):
+            return True
+        try:
+            return slots.holders(self.runs_dir) > 0
+        except OSError:
+            return False
+
+    def _let_standby_go(self) -> None:  # called with the lock held
+        if self._standby is not None:
+            self._standby.close()
+            self._standby = None
 
     def _keep_a_standby(self) -> None:  # called with the lock held
-        """Start a standby worker when none is waiting and no job trains (never beside a job,
-        so memory peaks no higher than one training process)."""
-        if not self.use_standby or self._running or self._queue:
+        """Start a standby worker when none is waiting and no job holds the machine; let it go
+        when one does (a sweep, an audit elsewhere, a map build), so memory peaks no higher than
+        one job's."""
+        if not self.use_standby:
+            return
+        if self._machine_busy():
+            if not self._queue:  # a queued job is about to be handed to it
+                self._let_standby_go()
             return
         if self._standby is not None and self._standby.alive(self.data_dir):
             return
@@ -307,9 +312,7 @@ class JobRunner:
         """Let the standby worker go (running jobs are not touched)."""
         with self._lock:
             self.use_standby = False
-            if self._standby is not None:
-                self._standby.close()
-                self._standby = None
+            self._let_standby_go()
 
     def _watch(self) -> None:
         while True:
@@ -328,7 +331,7 @@ class JobRunner:
                     self._unrecorded.append((run, process.returncode))
             for ended in list(self._unrecorded):
                 try:
-                    _record_unexpected_end(*ended)
+                    _record_unexpected_end(*ended, "training process", "worker.log")
                 except FileNotFoundError:  # the folder was removed by hand: nothing left to record
                     pass
                 except OSError as error:
@@ -338,7 +341,7 @@ class JobRunner:
             for sweep_id, (sweep, process) in list(self._sweeps.items()):
                 if process.poll() is not None:
                     try:
-                        _record_sweep_end(sweep, process.returncode)
+                        _record_unexpected_end(sweep, process.returncode, "sweep's Ray driver", "driver.log")
                     except FileNotFoundError:
                         pass
                     except OSError as error:  # kept, and tried again on the next poll
@@ -351,33 +354,28 @@ class JobRunner:
                 self.problem = None  # whatever it was has passed
 
 
-def _record_unexpected_end(run: Run, exit_code: int) -> None:
-    """Mark a run failed when its process ended without recording an end of its own."""
-    state = run.status().get("state")
+def _record_unexpected_end(job: JobFolder, exit_code: int, what: str, log_name: str) -> None:
+    """Record how a job's process ended when it ended without recording an end of its own."""
+    state = job.status().get("state")
     # "interrupted" too: a page may have read the dead process first and recorded that; the exit code says more.
-    if state in ACTIVE_STATES or (state == "interrupted" and exit_code != 0):
-        if exit_code < 0:
-            name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else f"signal {-exit_code}"
-            how = f"was killed ({name}); if nobody stopped it, it probably ran out of memory"
-        else:
-            how = f"ended unexpectedly (exit code {exit_code})"
-        run.update_status(
-            state="failed",
-            ended_at=time.time(),
-            message=f"The training process {how}. Its output is in {run.path / 'worker.log'}.",
-        )
-
-
-def _record_sweep_end(sweep: Sweep, exit_code: int) -> None:
-    """Mark a sweep (and its unfinished trials) failed when its driver ended without saying so."""
-    if sweep.status().get("state") not in ACTIVE_STATES:
+    if state not in ACTIVE_STATES and not (state == "interrupted" and exit_code != 0):
         return
-    message = (f"The sweep's Ray driver ended unexpectedly (exit code {exit_code}). "
-               f"Its output is in {sweep.path / 'driver.log'}.")
-    for run in sweep.trial_runs():
-        if run.status().get("state") in ACTIVE_STATES:
-            run.update_status(state="failed", ended_at=time.time(), message=message)
-    sweep.update_status(state="failed", ended_at=time.time(), message=message)
+    if exit_code < 0:
+        name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else f"signal {-exit_code}"
+        if -exit_code in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            changes = interrupted(f"its process was stopped ({name})", job.KEPT)
+        else:
+            changes = {"state": "failed", "ended_at": time.time(),
+                       "message": f"The {what} was killed ({name}); if nobody stopped it, it probably ran out of "
+                                  f"memory. Its output is in its {log_name}."}
+    else:
+        changes = {"state": "failed", "ended_at": time.time(),
+                   "message": f"The {what} ended unexpectedly (exit code {exit_code}). Its output is in its {log_name}."}
+    if isinstance(job, Sweep):  # its trials end with it
+        for run in job.trial_runs():
+            if run.status().get("state") in ACTIVE_STATES:
+                run.update_status(**changes)
+    job.update_status(**changes)
 
 
 class _Standby:
@@ -392,8 +390,7 @@ class _Standby:
     def start(cls, command: list[str], data_dir: str | None) -> _Standby:
         ours, theirs = socket.socketpair()
         try:
-            process = subprocess.Popen([*command, "--standby", str(theirs.fileno())], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+            process = start_process([*command, "--standby", str(theirs.fileno())], None, pass_fds=(theirs.fileno(),))
         except OSError:
             ours.close()
             raise

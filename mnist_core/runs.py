@@ -2,7 +2,7 @@
 
     runs/<run id>/config.json     the TrainConfig, as a plain dict
                   status.json     state (queued, running, finished, failed, cancelled,
-                                  interrupted), message, pid, owner, times
+                                  interrupted), message, pid, owner, times (`mnist_core.job`)
                   events.jsonl    every event `fit` reported, appended while training
                   checkpoint.pt   the model after the latest completed epoch
                   STOP            present when someone asked the run to stop
@@ -17,10 +17,12 @@ to a temporary file and renamed, so readers never see half a file, and an event 
 appended whole or not at all. Run ids start with the creation time to the microsecond, so
 they sort in the order the runs were made.
 
-Reading never needs to write: a run that claims to be queued or running while the process
-responsible for it is gone reads as interrupted (and is recorded so when the folder is
-writable), and a folder whose config or status cannot be read reads as "damaged" with the
-reason, so one broken folder never breaks a listing.
+A run is a job (`mnist_core.job.JobFolder`): its status, liveness, events and stop request
+work as every background job's do. Reading never needs to write: a run that claims to be
+queued or running while the process responsible for it is gone reads as interrupted (and is
+recorded so when the folder is writable), and a folder whose config or status cannot be read
+reads as "damaged" with the reason, so one broken folder never breaks a listing. A listing
+reads each folder's config and status once per change of the file, not once per look.
 """
 
 from __future__ import annotations
@@ -39,19 +41,23 @@ from pathlib import Path
 from typing import Any
 
 from mnist_core.config import TrainConfig
-from mnist_core.events import EpochEnd, Event, Finished, Progress, from_dict, to_dict
-from mnist_core.storage import (
-    StorageError,
-    append_line,
-    atomic_write_bytes,
-    explain_write_error,
-    is_disk_full,
-    overwrite_small_file,
+from mnist_core.events import EpochEnd, Event, Finished, Progress
+from mnist_core.job import (
+    ACTIVE_STATES,
+    AUDIT_JOB,
+    DAMAGED,
+    ENDED_STATES,
+    RUN,
+    TRIAL,
+    JobFolder,
+    ParsedFiles,
+    new_status,
+    write_json,
 )
+from mnist_core.storage import StorageError, explain_write_error
 
-ACTIVE_STATES = ("queued", "running")
-ENDED_STATES = ("finished", "failed", "cancelled", "interrupted")
-DAMAGED = "damaged"  # never stored: what a folder whose config or status cannot be read reads as
+__all__ = ["ACTIVE_STATES", "DAMAGED", "ENDED_STATES", "write_json"]  # re-exported: the job model's words
+
 SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_core.sweep), not runs
 MARKS_FOLDER = "label-marks"  # runs/label-marks/ holds the label audit's verdicts (mnist_core.marks)
 EMBEDDINGS_FOLDER = "embeddings"  # maps of checkpoints whose own folder is read-only (mnist_core.embedding)
@@ -67,142 +73,43 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("MNIST_RUNS_DIR") or "runs")
 
 
-def _json_bytes(values: dict[str, Any]) -> bytes:
-    return json.dumps(values, indent=1).encode()
-
-
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda file: file.write(_json_bytes(values)))
-
-
-def _process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def _parse_config(path: Path) -> TrainConfig:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, it is just not ours
-        return True
-    return True
+        values = json.loads(path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError("it does not hold a set of settings")
+        return TrainConfig.from_dict(values).validate_saved()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunDamaged(f"its config.json cannot be read ({error.__class__.__name__})") from error
+    except json.JSONDecodeError as error:
+        raise RunDamaged(f"its config.json is not valid JSON (line {error.lineno}: {error.msg})") from error
+    except (ValueError, TypeError) as error:
+        raise RunDamaged(f"its config.json has a bad setting: {error}") from error
 
 
-_events_cache: dict[Path, tuple[int, list[Event]]] = {}
-_events_lock = threading.Lock()
-
-
-def _parse(line: bytes) -> Event | None:
-    try:
-        return from_dict(json.loads(line))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None  # a damaged line is skipped, not fatal
+_configs = ParsedFiles(_parse_config)  # a config never changes once written: parsed once per run
 
 
 @dataclass(frozen=True)
-class Run:
-    path: Path
+class Run(JobFolder):
+    """A training run's folder (a sweep trial's and a label audit's too)."""
 
-    @property
-    def id(self) -> str:
-        return self.path.name
+    path: Path
+    KEPT = "Its last saved checkpoint, if any, is kept."
 
     @property
     def config(self) -> TrainConfig:
         """The run's settings; raises RunDamaged when config.json is missing, not JSON or not valid."""
         try:
-            values = json.loads((self.path / "config.json").read_text())
-            if not isinstance(values, dict):
-                raise ValueError("it does not hold a set of settings")
-            return TrainConfig.from_dict(values).validate_saved()
+            return _configs.get(self.path / "config.json")
         except FileNotFoundError as error:
             raise RunDamaged("its config.json is missing") from error
-        except (OSError, UnicodeDecodeError) as error:
+        except OSError as error:
             raise RunDamaged(f"its config.json cannot be read ({error.__class__.__name__})") from error
-        except json.JSONDecodeError as error:
-            raise RunDamaged(f"its config.json is not valid JSON (line {error.lineno}: {error.msg})") from error
-        except (ValueError, TypeError) as error:
-            raise RunDamaged(f"its config.json has a bad setting: {error}") from error
 
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
-
-    def status(self) -> dict[str, Any]:
-        """status.json as stored (no liveness check: see `current_status`)."""
-        try:
-            status = json.loads((self.path / "status.json").read_text())
-        except FileNotFoundError:
-            return {"state": DAMAGED, "message": "its status.json is missing"}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return {"state": DAMAGED, "message": "its status.json is not valid JSON"}
-        if not isinstance(status, dict):
-            return {"state": DAMAGED, "message": "its status.json does not hold a status"}
-        return status
-
-    def update_status(self, **fields: Any) -> dict[str, Any]:
-        status = {**self.status(), **fields, "updated_at": time.time()}
-        path = self.path / "status.json"
-        try:
-            write_json(path, status)
-        except StorageError as error:
-            # With the disk full no new file can be made, but the run's final state must still be
-            # recorded, or it would read as running forever: rewrite the small file in place.
-            if not is_disk_full(error) or not path.is_file() or len(_json_bytes(status)) > 4096:
-                raise
-            try:
-                overwrite_small_file(path, _json_bytes(status))
-            except OSError:
-                raise error from None
-        return status
-
-    def current_status(self) -> dict[str, Any]:
-        """The status, with a queued or running run whose process is gone read as interrupted.
-
-        The change is recorded when the folder is writable; when it is not (a full disk, a
-        read-only folder), the status still reads right and nothing fails."""
-        status = self.status()
-        if status.get("state") in ACTIVE_STATES and not _process_alive(status.get("pid")):
-            changes = {
-                "state": "interrupted",
-                "message": "The process that ran this job stopped (the server was restarted or killed). "
-                "Its last saved checkpoint, if any, is kept.",
-                "ended_at": time.time(),
-            }
-            try:
-                status = self.update_status(**changes)
-            except OSError:
-                status = {**status, **changes}
-        return status
-
-    def append_event(self, event: Event) -> None:
-        append_line(self.path / "events.jsonl", json.dumps(to_dict(event)))
-
-    def events(self) -> list[Event]:
-        """Every event so far. Only lines appended since the last call are parsed (pages poll this)."""
-        path = self.path / "events.jsonl"
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return []
-        with _events_lock:
-            offset, events = _events_cache.get(path, (0, []))
-            if size < offset:  # the file was replaced: start over
-                offset, events = 0, []
-            if size > offset:
-                with open(path, "rb") as file:
-                    file.seek(offset)
-                    chunk = file.read(size - offset)
-                whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
-                events = events + [_parse(line) for line in whole.splitlines()]
-                events = [event for event in events if event is not None]
-                _events_cache[path] = (offset + len(whole), events)
-            return list(events)
-
-    def request_stop(self) -> None:
-        (self.path / "STOP").touch()
-
-    def stop_requested(self) -> bool:
-        return (self.path / "STOP").exists()
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
@@ -211,6 +118,13 @@ class Run:
     def kind(self) -> str:
         """AUDIT for a label audit, "" for a training run."""
         return self.status().get("kind", "") or ""
+
+    @property
+    def job_kind(self) -> str:
+        status = self.status()
+        if status.get("kind") == AUDIT:
+            return AUDIT_JOB
+        return TRIAL if status.get("sweep") else RUN
 
 
 _last_id_time = 0.0
@@ -243,12 +157,7 @@ def create_run(config: TrainConfig, runs_dir: str | Path | None = None, owner: s
         root.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         write_json(staging / "config.json", config.to_dict())
-        now = time.time()
-        write_json(
-            staging / "status.json",
-            {"state": "queued", "message": "", "pid": os.getpid(), "owner": owner, "created_at": now,
-             "updated_at": now, **(extra_status or {})},
-        )
+        write_json(staging / "status.json", new_status(owner, **(extra_status or {})))
         staging.rename(root / run_id)  # the run appears whole or not at all
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -285,9 +194,8 @@ class DeleteError(OSError):
 def delete_run(run: Run) -> None:
     """Remove a run that is not training. Raises RuntimeError for an active run, DeleteError when
     the folder cannot be removed (then the run stays listed, as a damaged run if part of it went)."""
-    status = run.status()
-    if status.get("state") in ACTIVE_STATES and _process_alive(status.get("pid")):
-        raise RuntimeError(f"run {run.id} is still {status['state']}; stop it before deleting it")
+    if run.alive():
+        raise RuntimeError(f"run {run.id} is still {run.status().get('state')}; stop it before deleting it")
     # Rename first so a half-deleted folder is never listed as a whole run.
     doomed = run.path.with_name(f".{run.id}.deleting")
     try:

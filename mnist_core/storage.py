@@ -124,3 +124,59 @@ def append_line(path: Path, line: str) -> None:
             raise StorageError(explain_write_error(error, path)) from error
     finally:
         os.close(descriptor)
+
+
+class CacheDamaged(ValueError):
+    """A stored .npz (an audit's result, an embedding map) cannot be read back.
+
+    The message names the file by its name only, never the server's folders, and says in plain
+    words what is wrong: "audit.npz of run … is damaged (it ends early)". `name` and `reason`
+    are kept apart for callers that say it their own way."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name} is damaged ({reason})")
+        self.name, self.reason = name, reason
+
+
+def read_npz(path: Path, name: str | None = None, required: tuple[str, ...] = ()) -> dict:
+    """Every array of the .npz file at `path`, read whole (no pickle), or CacheDamaged.
+
+    `name` is how messages call the file (its file name by default); `required` are the arrays
+    it must hold. A missing file raises FileNotFoundError as usual: absent is not damaged."""
+    import numpy as np
+
+    path = Path(path)
+    name = name or path.name
+    try:
+        # Read every member now: a damaged member fails on access, which must happen in here.
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged zip raises almost anything: BadZipFile, EOFError,
+        # zlib.error, numpy's ValueError (with its allow_pickle advice, wrong here), tokenize's TokenError…
+        raise CacheDamaged(name, _why_unreadable(path, error)) from error
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise CacheDamaged(name, f"it lacks {', '.join(missing)}")
+    return arrays
+
+
+def _why_unreadable(path: Path, error: BaseException) -> str:
+    if isinstance(error, PermissionError):
+        return "this program may not read it"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(4)
+            file.seek(max(0, size - (1 << 16) - 22))  # a zip's end record sits in its last 64 kB
+            tail = file.read()
+    except OSError:
+        return "it cannot be read"
+    if size == 0:
+        return "it is empty"
+    if not b"PK\x03\x04".startswith(head):  # a zip (an .npz) begins so; a cut-off one with part of it
+        return "it is not a file of stored arrays"
+    if b"PK\x05\x06" not in tail:  # no end record: the file was cut off
+        return "it ends early"
+    return "its contents are corrupted"

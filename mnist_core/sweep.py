@@ -26,27 +26,17 @@ import importlib.util
 import itertools
 import json
 import math
-import os
 import random
 import secrets
 import shutil
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mnist_core.config import ConfigError, TrainConfig
-from mnist_core.runs import (
-    ACTIVE_STATES,
-    SWEEPS_FOLDER,
-    Run,
-    RunSummary,
-    _process_alive,
-    default_runs_dir,
-    summarize,
-    write_json,
-)
+from mnist_core.job import ACTIVE_STATES, SWEEP, JobFolder, new_status, write_json
+from mnist_core.runs import SWEEPS_FOLDER, Run, RunSummary, default_runs_dir, summarize
 from mnist_core.storage import StorageError, explain_write_error
 
 # The fields a sweep may vary, and how a value typed on the command line or the page is read.
@@ -221,12 +211,12 @@ def describe(config: TrainConfig, names: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class Sweep:
-    path: Path
+class Sweep(JobFolder):
+    """A sweep's folder: a job (`mnist_core.job.JobFolder`) whose status also lists its trials' run ids."""
 
-    @property
-    def id(self) -> str:
-        return self.path.name
+    path: Path
+    KEPT = "Finished trials are kept."
+    job_kind = SWEEP
 
     @property
     def runs_dir(self) -> Path:
@@ -236,30 +226,6 @@ class Sweep:
     def spec(self) -> SweepSpec:
         return SweepSpec.from_dict(json.loads((self.path / "spec.json").read_text()))
 
-    def status(self) -> dict[str, Any]:
-        try:
-            status = json.loads((self.path / "status.json").read_text())
-        except (OSError, ValueError):
-            return {"state": "damaged", "message": "its status.json cannot be read", "trials": []}
-        return status if isinstance(status, dict) else {"state": "damaged", "message": "", "trials": []}
-
-    def current_status(self) -> dict[str, Any]:
-        """The status, with an active sweep whose driver process is gone read as interrupted."""
-        status = self.status()
-        if status.get("state") in ACTIVE_STATES and not _process_alive(status.get("pid")):
-            changes = {"state": "interrupted", "ended_at": time.time(),
-                       "message": "The process that ran this sweep stopped; finished trials are kept."}
-            try:
-                status = self.update_status(**changes)
-            except OSError:
-                status = {**status, **changes}
-        return status
-
-    def update_status(self, **fields: Any) -> dict[str, Any]:
-        status = {**self.status(), **fields, "updated_at": time.time()}
-        write_json(self.path / "status.json", status)
-        return status
-
     def trial_runs(self) -> list[Run]:
         """The trials' run folders that exist, in trial order."""
         root = self.runs_dir
@@ -267,12 +233,6 @@ class Sweep:
 
     def summaries(self) -> list[RunSummary]:
         return [summarize(run) for run in self.trial_runs()]
-
-    def request_stop(self) -> None:
-        (self.path / "STOP").touch()
-
-    def stop_requested(self) -> bool:
-        return (self.path / "STOP").exists()
 
     @property
     def active(self) -> bool:
@@ -294,9 +254,7 @@ def create_sweep(spec: SweepSpec, runs_dir: str | Path | None = None, owner: str
         root.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         write_json(staging / "spec.json", spec.to_dict())
-        now = time.time()
-        write_json(staging / "status.json", {"state": "queued", "message": "", "pid": os.getpid(), "owner": owner,
-                                             "created_at": now, "updated_at": now, "trials": []})
+        write_json(staging / "status.json", new_status(owner, trials=[]))
         staging.rename(root / sweep_id)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)

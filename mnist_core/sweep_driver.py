@@ -31,18 +31,22 @@ from ray import tune  # noqa: E402 - after the settings above, which Tune reads 
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
 from mnist_core import cluster, slots  # noqa: E402
-from mnist_core.runs import ENDED_STATES, Run, create_run  # noqa: E402
+from mnist_core.job import ENDED_STATES, SERVER_STOPPED, interrupted, lower_priority  # noqa: E402
+from mnist_core.runs import Run, create_run  # noqa: E402
 from mnist_core.sweep import Sweep  # noqa: E402
 
 TrialWatcher = Callable[[int, Run, dict], None]  # (trial number, run, its status) on each change of state
 
 
 def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[], bool] = lambda: False,
-              on_trial: TrialWatcher | None = None, num_cpus: int | None = None) -> Sweep:
+              on_trial: TrialWatcher | None = None, num_cpus: int | None = None,
+              interrupted_because: Callable[[], str | None] = lambda: None) -> Sweep:
     """Run every trial of `sweep` on Ray, recording each in its run folder; returns the sweep.
 
-    The sweep ends finished (whatever its trials' outcomes), cancelled when it was stopped,
-    or failed when Ray itself could not run it; its status message says which trials did what."""
+    The sweep ends finished (whatever its trials' outcomes), cancelled when a person stopped it
+    (its STOP file, `should_stop`), interrupted when it had to end for another reason
+    (`interrupted_because`: the server that started it went away), or failed when Ray itself
+    could not run it; its status message says which trials did what."""
     spec = sweep.spec
     owner = sweep.status().get("owner", "")
     runs: dict[str, Run] = {}
@@ -55,7 +59,7 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
     except OSError as error:  # a full disk: the trials made so far end with the sweep
         _end_unstarted(sweep, runs, "failed", f"The sweep's trials could not be created: {error}")
         return sweep
-    stopping = lambda: sweep.stop_requested() or should_stop()  # noqa: E731
+    stopping = lambda: sweep.stop_requested() or should_stop() or interrupted_because() is not None  # noqa: E731
     slot = None
     if not os.environ.get("RAY_ADDRESS", "").strip():
         # On this machine a sweep is one of its MNIST_MAX_JOBS training jobs, so a sweep and a
@@ -64,14 +68,14 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
                              on_wait=lambda: sweep.update_status(message="Waiting for a free training slot: "
                                                                          "another job is training on this machine."))
         if slot is None:
-            _end_unstarted(sweep, runs, "cancelled", "Stopped before it started.")
+            _end_stopped(sweep, runs, interrupted_because(), "before it started")
             return sweep
     try:
         where = cluster.connect(num_cpus)
         resources = cluster.trial_resources(spec.max_concurrent)
         sweep.update_status(where=where, message=f"Running on {where}, {cluster.describe_resources(resources)} "
                                                  f"per trial, {spec.max_concurrent} at a time.")
-        _tune(sweep, runs, resources, data_dir, stopping, on_trial)
+        _tune(sweep, runs, resources, data_dir, stopping, on_trial, interrupted_because)
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
         traceback.print_exc()  # for driver.log
         _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.first_line(error)}.")
@@ -81,9 +85,22 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
             slot.release()
     states = [run.status().get("state") for run in runs.values()]
     counts = ", ".join(f"{states.count(state)} {state}" for state in ENDED_STATES if states.count(state))
-    sweep.update_status(state="cancelled" if stopping() else "finished", ended_at=time.time(),
-                        message=f"{len(states)} trials: {counts}.")
+    summary = f"{len(states)} trials: {counts}."
+    reason = interrupted_because()
+    if reason:
+        sweep.update_status(**interrupted(reason, summary))
+    else:
+        sweep.update_status(state="cancelled" if stopping() else "finished", ended_at=time.time(), message=summary)
     return sweep
+
+
+def _end_stopped(sweep: Sweep, runs: dict[str, Run], reason: str | None, when: str) -> None:
+    """End a sweep stopped `when` (e.g. "before it started"): interrupted for `reason`, or cancelled on request."""
+    if reason:
+        changes = interrupted(reason, f"It stopped {when}.")
+        _end_unstarted(sweep, runs, changes["state"], changes["message"])
+    else:
+        _end_unstarted(sweep, runs, "cancelled", f"Stopped on request {when}.")
 
 
 def _end_unstarted(sweep: Sweep, runs: dict[str, Run], state: str, message: str) -> None:
@@ -95,10 +112,11 @@ def _end_unstarted(sweep: Sweep, runs: dict[str, Run], state: str, message: str)
 
 
 def _tune(sweep: Sweep, runs: dict[str, Run], resources: dict[str, float], data_dir: str | None,
-          stopping: Callable[[], bool], on_trial: TrialWatcher | None) -> None:
+          stopping: Callable[[], bool], on_trial: TrialWatcher | None,
+          interrupted_because: Callable[[], str | None]) -> None:
     spec = sweep.spec
     channel = cluster.Channel.remote()
-    home = cluster.Homecoming(channel, runs, sweep_stop=stopping)
+    home = cluster.Homecoming(channel, runs, sweep_stop=stopping, interrupted_because=interrupted_because)
     trials = [{"run_id": run.id, "config": run.config.to_dict()} for run in runs.values()]
     scheduler = None
     if spec.asha:
@@ -210,17 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    try:
-        os.nice(5)  # the server's script threads come first on a small machine
-    except OSError:
-        pass
+    lower_priority()  # the server's script threads come first on a small machine
     sweep = Sweep(Path(args.sweep_dir))
-    orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731 - nobody would be watching
+    # Nobody would be watching a sweep whose server went away: it ends, recorded as interrupted.
+    server_gone = lambda: SERVER_STOPPED if os.getppid() != args.parent_pid else None  # noqa: E731
     # Run as `python -m`, this file is __main__, and Ray would pickle `_trial` by value, module
     # globals and all; from the imported module it is pickled by reference, as in the CLI.
     driver = importlib.import_module("mnist_core.sweep_driver")
     try:
-        driver.run_sweep(sweep, args.data_dir, should_stop=orphaned)
+        driver.run_sweep(sweep, args.data_dir, interrupted_because=server_gone)
     finally:
         cluster.shutdown()
     return 0

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
+
 HANDOFF_BYTES = 4096  # a run folder's path
 
 
@@ -38,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray", action="store_true", help="train on the Ray cluster ($RAY_ADDRESS, or a local Ray)")
     parser.add_argument("--standby", type=int, metavar="SOCKET_FD", help="load everything, then wait for a run")
     args = parser.parse_args(argv)
-    try:
-        os.nice(5)  # the server's script threads come first on a small machine
-    except OSError:
-        pass
+    lower_priority()  # the server's script threads come first on a small machine
     if args.standby is not None:
         run_dir = _wait_for_run(args.standby, args.data_dir)
         if run_dir is None:
@@ -101,24 +100,27 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
 
     run = Run(run_dir)
     orphaned = lambda: os.getppid() != args.parent_pid  # noqa: E731
+    # Nobody would be watching a job whose server went away, and it would hold the CPU: it ends,
+    # recorded as interrupted (not cancelled: nobody asked), its checkpoints kept.
+    server_gone = lambda: SERVER_STOPPED if orphaned() else None  # noqa: E731
     try:
         if run.kind == AUDIT:  # a label audit is a job too (mnist_core.audit)
             from mnist_core.audit import execute_audit
 
-            execute_audit(run, args.data_dir, should_stop=orphaned)
+            execute_audit(run, args.data_dir, interrupted_because=server_gone)
         elif args.ray:
             _train_on_ray(run, args.data_dir, orphaned)
         else:
-            execute_run(run, args.data_dir, should_stop=orphaned, download_missing=not args.no_download)
+            execute_run(run, args.data_dir, interrupted_because=server_gone, download_missing=not args.no_download)
     except Exception as error:  # noqa: BLE001 - recorded for the UI, then the traceback goes to worker.log
         try:
             run.update_status(state="failed", ended_at=time.time(), message=f"{type(error).__name__}: {error}")
         except OSError:  # e.g. the disk is full: the runner records the exit code once it can write
             pass
         raise
-    if orphaned():
+    if orphaned() and not run.ended():
         try:
-            run.update_status(state="interrupted", message="The server stopped while this run was training.")
+            run.update_status(**interrupted(SERVER_STOPPED, run.KEPT))
         except OSError:
             return 1
     return 0
@@ -132,7 +134,7 @@ def _train_on_ray(run, data_dir: str | None, orphaned) -> None:
     try:
         where = cluster.connect()
         run.update_status(message=f"Sent to {where}; waiting for a worker…")
-        cluster.run_job(run, data_dir, should_stop=orphaned)
+        cluster.run_job(run, data_dir, interrupted_because=lambda: SERVER_STOPPED if orphaned() else None)
     finally:
         cluster.shutdown()
 

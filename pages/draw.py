@@ -147,7 +147,7 @@ def draw_and_predict(choice: str) -> None:
     is a message here, not a traceback."""
     try:
         path = checkpoint_path(choice)
-        model, config = load_model(path)
+        model, config = load_model(path, keep_for="draw")  # never evicted by other pages
     except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
         st.error(f"This model could not be loaded: {error}")
         return

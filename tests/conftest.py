@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,3 +117,29 @@ def wait_for(predicate, timeout: float = 120.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.fixture
+def studio(monkeypatch, tmp_path, tiny_data_dir, runs_dir):
+    """The app on the tiny data, an empty runs folder, no shipped model and a fresh job runner."""
+    import streamlit as st
+
+    import mnist_core.inference
+    import ui.state
+
+    missing = tmp_path / "no-default.pt"
+    monkeypatch.setattr(mnist_core.inference, "DEFAULT_MODEL_PATH", missing)
+    monkeypatch.setattr(ui.state, "DEFAULT_MODEL_PATH", missing)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_data_dir))
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("MNIST_STANDBY_WORKER", "0")
+    st.cache_resource.clear()  # a job runner for this runs folder
+    yield runs_dir
+    st.cache_resource.clear()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid

@@ -202,7 +202,7 @@ def test_the_embed_command_builds_then_reuses_the_map(trained, tiny_data_dir, tm
     assert first["seconds"] >= second["seconds"] >= 0
     with np.load(first["path"]) as stored:
         assert stored["xy"].shape == (200, 2) and stored["labels"].shape == stored["predictions"].shape == (200,)
-    assert embedding.building_status(copy)["state"] == "done"
+    assert embedding.building_status(copy)["state"] == "finished"
 
 
 # ---------------------------------------------------------------- the views' pictures and figures

@@ -103,11 +103,11 @@ def test_the_watcher_outlives_a_failed_write_and_records_it_later(tiny_data_dir,
     failures = {"left": 3}
     real_record = jobs._record_unexpected_end
 
-    def flaky_record(run, exit_code):
+    def flaky_record(*args):
         if failures["left"]:
             failures["left"] -= 1
             raise StorageError("The disk holding runs is full")
-        real_record(run, exit_code)
+        real_record(*args)
 
     monkeypatch.setattr(jobs, "_record_unexpected_end", flaky_record)
     runner = JobRunner(runs_dir, tiny_data_dir, max_running=1)

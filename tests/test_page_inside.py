@@ -179,8 +179,10 @@ def test_without_a_map_the_page_offers_to_build_it(unmapped_model, monkeypatch):
 
 
 def test_while_the_map_is_built_a_progress_bar_and_then_a_preview_show(unmapped_model):
-    embedding.write_status(unmapped_model, "test", state="building", progress=0.4, message="t-SNE, iteration 300")
-    app = open_page()  # this process stands in for the builder: its pid is alive
+    # This process stands in for the builder: its pid is alive, and so the build is.
+    embedding.write_status(unmapped_model, "test", state="running", pid=os.getpid(), progress=0.4,
+                           message="t-SNE, iteration 300")
+    app = open_page()
     progress = app.get("progress")
     assert len(progress) == 1 and "t-SNE, iteration 300" in progress[0].proto.text
     # The preview is made in a thread; the progress fragment reruns the page when it is ready.

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-import mnist_core.inference
 import ui.state
 from mnist_core.audit import AuditResult, AuditSpec, create_audit, save_result
 from mnist_core.config import TrainConfig
@@ -33,20 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MISTAKES = str(ROOT / "pages" / "mistakes.py")
 TRAIN = str(ROOT / "pages" / "train.py")
 SUSPECTS = (17, 3, 250)  # in the order the view must show them: the given label's probability rises
-
-
-@pytest.fixture
-def studio(monkeypatch, tmp_path, tiny_data_dir, runs_dir):
-    """The app on the tiny data, an empty runs folder, no shipped model and a fresh job runner."""
-    missing = tmp_path / "no-default.pt"
-    monkeypatch.setattr(mnist_core.inference, "DEFAULT_MODEL_PATH", missing)
-    monkeypatch.setattr(ui.state, "DEFAULT_MODEL_PATH", missing)
-    monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_data_dir))
-    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
-    monkeypatch.setenv("MNIST_STANDBY_WORKER", "0")
-    st.cache_resource.clear()  # a job runner for this runs folder
-    yield runs_dir
-    st.cache_resource.clear()
 
 
 @pytest.fixture

@@ -1,14 +1,13 @@
 """Run folders: creation, status, events, listing, interrupted detection, deletion, summaries."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished, Progress
 from mnist_core.runs import DeleteError, create_run, delete_run, get_run, list_runs, summarize
+from tests.conftest import dead_pid
 
 
 def test_a_new_run_is_a_complete_folder(runs_dir):
@@ -35,17 +34,13 @@ def test_events_round_trip_and_a_torn_last_line_is_skipped(runs_dir):
     assert run.events() == [*written, Progress(2, 1, 10, 0.2, 9.0, 3.0), EpochEnd(2, 0.2, 0.2, 95.0, 2.0)]
 
 
-def dead_pid() -> int:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    return dead.pid
-
-
 def test_a_run_whose_process_died_reads_and_is_recorded_as_interrupted(runs_dir):
     run = create_run(TrainConfig(), runs_dir)
     run.update_status(state="running", pid=dead_pid())
     status = run.current_status()
-    assert status["state"] == "interrupted" and "stopped" in status["message"]
+    # The server that created it (this process) still runs: its worker was killed, nobody asked.
+    assert status["state"] == "interrupted" and "process was killed" in status["message"]
+    assert "request" not in status["message"]
     assert run.status()["state"] == "interrupted"  # recorded, since the folder is writable
     assert summarize(run).state == "interrupted"
 

@@ -28,6 +28,8 @@ from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMiss
 from mnist_core.embedding import EmbeddingMap
 from mnist_core.inference import file_key, load_model, one_thread, resolve_checkpoint
 from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
+from mnist_core.job import ACTIVE_STATES
+from mnist_core.storage import CacheDamaged
 from ui import inside_charts as charts
 from ui.mistakes_charts import thumbnail
 
@@ -166,7 +168,7 @@ def build_progress(checkpoint: str, preview: Future | None) -> None:
     """The build's progress bar, redrawn every second. The page reruns when the build is over
     (the map, or why it failed, replaces this) and when the preview it waits for is ready."""
     status = embedding.building_status(checkpoint) or {}
-    if status.get("state") != "building" or (preview is not None and preview.done()):
+    if status.get("state") not in ACTIVE_STATES or (preview is not None and preview.done()):
         st.rerun()  # from a fragment this reruns the app
     st.progress(float(status.get("progress", 0.0)), text=f"Building the map: {status.get('message', 'starting')}…")
 
@@ -192,10 +194,17 @@ def embedding_map(
     try:
         model, config = load_model(path)
         images, labels = load_split(config.dataset, train=False, data_dir=data_dir, download_missing=False)
-        shown = current_map(path, data_dir)  # None too when it was built on other test images
+        try:
+            shown = current_map(path, data_dir)  # None too when it was built on other test images
+        except CacheDamaged as damaged:  # the core moved it aside: from here on it is a map not built yet
+            st.warning(
+                f"{embedding.damaged_note(path, damaged)}. It was set aside; the map has to be built again.",
+                icon=":material/warning:",
+            )
+            shown = None
         if shown is None:
             status = embedding.building_status(path) or {}
-            if status.get("state") != "building":
+            if status.get("state") not in ACTIVE_STATES:
                 offer_build(path, data_dir, status, key)
                 return
             job = preview_job(str(path), file_key(path)[1:], data_dir)
@@ -223,6 +232,8 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
         st.error(f"The map could not be started: {refused}", icon=":material/error:")
     elif status.get("state") == "failed":
         st.warning(f"Building the map failed: {status.get('message')}", icon=":material/error:")
+    elif status.get("state") == "interrupted":  # the message says why, e.g. "Interrupted: the server stopped."
+        st.warning(f"The map's last build did not finish. {status.get('message')}", icon=":material/error:")
     st.button(
         "Build the map (about a minute)",
         key=f"{key}_build",

@@ -29,6 +29,7 @@ from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_pres
 from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks, marks_csv, set_mark
 from mnist_core.policy import QuotaExceeded
 from mnist_core.runs import ACTIVE_STATES, AUDIT, Run, list_runs
+from mnist_core.storage import CacheDamaged
 from ui.hosted import may_delete, session_id
 from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
 from ui.state import DEFAULT, model_label, runner, selected_model
@@ -246,6 +247,9 @@ def _results(spec: AuditSpec, run: Run) -> None:
         images, _ = load_split(dataset, split == "train", runner().data_dir, download_missing=False)
     except (DatasetMissing, DatasetCorrupt) as error:
         st.error(str(error), icon=":material/cloud_off:")
+        return
+    except CacheDamaged as error:  # e.g. cut off by a full disk or a copy; nothing to rebuild it from here
+        st.error(f"The stored {error}. Press **Run again** above to audit these images again.", icon=":material/error:")
         return
     except UNREADABLE as error:
         st.error(
