@@ -30,8 +30,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mnist_core.data import load_split  # noqa: E402
 from mnist_core.device import device_label  # noqa: E402
-from mnist_core.inference import logits_in_batches, predict, resolve_model  # noqa: E402
+from mnist_core.inference import predict, resolve_model  # noqa: E402
 from mnist_core.preprocess import ink_map, stroke_width  # noqa: E402
+from mnist_core.train import logits_in_batches  # noqa: E402
 
 CANVAS = 280
 CONVENTIONS = ("light-on-dark", "alpha-only", "dark-on-light")

@@ -44,11 +44,10 @@ import torch
 from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.data import load_split
 from mnist_core.events import Event, Failed, Progress
-from mnist_core.inference import logits_in_batches
 from mnist_core.job import interrupted
 from mnist_core.runs import AUDIT, Run, create_run, list_runs
 from mnist_core.storage import CacheDamaged, atomic_write_bytes, read_npz
-from mnist_core.train import fit
+from mnist_core.train import fit, logits_in_batches
 
 SPLITS = ("train", "test")
 DEFAULT_FOLDS = 4

@@ -42,11 +42,12 @@ import numpy as np
 import torch
 
 from mnist_core.data import load_split
-from mnist_core.inference import load_model, logits_in_batches, resolve_checkpoint
+from mnist_core.inference import load_model, resolve_checkpoint
 from mnist_core.inside import penultimate_features
 from mnist_core.job import ACTIVE_STATES, MAP, JobFolder, new_status, python_module, start_process
 from mnist_core.runs import EMBEDDINGS_FOLDER, default_runs_dir
 from mnist_core.storage import CacheDamaged, atomic_write_bytes, read_npz
+from mnist_core.train import logits_in_batches
 
 COMPONENTS = 50
 PLACE_NEIGHBOURS = 10

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from mnist_core.data import default_data_dir, load_split
-from mnist_core.inference import file_key, load_model, logits_in_batches, resolve_checkpoint
+from mnist_core.inference import file_key, load_model, resolve_checkpoint
+from mnist_core.train import logits_in_batches
 
 
 @dataclass(frozen=True)

@@ -19,29 +19,6 @@ from mnist_core.models import MODELS
 from mnist_core.preprocess import canvas_to_mnist
 from mnist_core.saliency import integrated_gradients
 
-
-@torch.inference_mode()
-def logits_in_batches(
-    model: nn.Module,
-    images: torch.Tensor,
-    device: torch.device | None = None,
-    dataset: str = "mnist",
-    batch_size: int = 2000,
-) -> torch.Tensor:
-    """Logits [N, 10] for uint8 images [N, 28, 28], in eval mode, without tracking gradients."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    outputs = []
-    with autocast:
-        for start in range(0, len(images), batch_size):
-            batch = normalize(images[start : start + batch_size].to(device), dataset)
-            outputs.append(model(batch).float())
-    model.train(was_training)
-    return torch.cat(outputs)
-
-
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
 # Loaded models, least recently used first. Bounded at MAX_MODELS: the largest model here is a few
 # MB, and the live panel loads each new epoch's checkpoint, so without a bound a long run would

@@ -16,7 +16,7 @@ Draw work on trials unchanged. The sweep itself has a small folder of its own:
                            STOP          present when someone asked the sweep to stop
                            driver.log    the Ray driver's output, when the app started it
 
-This module never imports Ray: running a sweep is `mnist_core.sweep_driver`, which does.
+This module never imports Ray: running a sweep is `mnist_core.distributed.sweep_driver`, which does.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ SWEEPABLE: dict[str, type] = {
     "seed": int,
 }
 MAX_TRIALS = 256  # a typo such as --trials 1000 should be an error, not a day of training
-RAY_INSTALL = 'pip install "ray[tune]"'
+RAY_INSTALL = 'pip install "ray[tune,client]"'  # client: for ray:// addresses (Ray Client)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import Batches, ProgressCallback, load_split, normalize
 from mnist_core.device import device_label, resolve_device
 from mnist_core.events import Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
-from mnist_core.inference import logits_in_batches
 from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
 from mnist_core.storage import is_disk_full
 
@@ -286,6 +285,30 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
         for name, buffer in model.named_buffers():
             buffer.copy_(saved_buffers[name])
     return compiled, seconds
+
+
+@torch.inference_mode()
+def logits_in_batches(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device | None = None,
+    dataset: str = "mnist",
+    batch_size: int = 2000,
+) -> torch.Tensor:
+    """Logits [N, 10] for uint8 images [N, 28, 28], in eval mode, without tracking gradients.
+
+    Validation's pass, and every later one over a whole split (evaluation, the audit, the map)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    outputs = []
+    with autocast:
+        for start in range(0, len(images), batch_size):
+            batch = normalize(images[start : start + batch_size].to(device), dataset)
+            outputs.append(model(batch).float())
+    model.train(was_training)
+    return torch.cat(outputs)
 
 
 def _validate(model, images, labels, device, dataset) -> tuple[float, float]:

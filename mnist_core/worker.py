@@ -127,14 +127,19 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
 
 
 def _train_on_ray(run, data_dir: str | None, orphaned) -> None:
-    from mnist_core import cluster
+    from mnist_core.distributed import cluster
 
     run.update_status(state="running", pid=os.getpid(), started_at=time.time(), phase="starting",
                       message="Waiting for the Ray cluster…")
     try:
-        where = cluster.connect()
+        where = cluster.connect(should_stop=lambda: orphaned() or run.stop_requested())
         run.update_status(message=f"Sent to {where}; waiting for a worker…")
         cluster.run_job(run, data_dir, interrupted_because=lambda: SERVER_STOPPED if orphaned() else None)
+    except cluster.ConnectStopped:  # before the cluster answered; an orphan is recorded as interrupted by _train
+        if not orphaned():
+            run.update_status(state="cancelled", ended_at=time.time(), message="Stopped on request before it started.")
+    except cluster.ClusterUnreachable as error:  # its message says what to check
+        run.update_status(state="failed", ended_at=time.time(), message=str(error))
     finally:
         cluster.shutdown()
 

@@ -92,7 +92,7 @@ def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir
 
 
 def test_preset_values_are_kept_unless_an_option_overrides_them():
-    from mnist_core.__main__ import _config_from_args, build_parser
+    from mnist_core.cli import _config_from_args, build_parser
 
     args = build_parser().parse_args(["train", "--preset", "fast", "--compile", "--lr", "0.002"])
     config = _config_from_args(args)

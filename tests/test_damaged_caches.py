@@ -23,9 +23,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from mnist_core import audit, embedding
-from mnist_core.__main__ import main
 from mnist_core.audit import AuditResult, AuditSpec, create_audit, save_result
 from mnist_core.checkpoint import make_checkpoint, save_checkpoint
+from mnist_core.cli import main
 from mnist_core.config import TrainConfig
 from mnist_core.data import load_split
 from mnist_core.models import build_model

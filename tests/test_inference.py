@@ -6,8 +6,9 @@ import torch
 from mnist_core.checkpoint import make_checkpoint, save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import normalize
-from mnist_core.inference import load_model, logits_in_batches, resolve_checkpoint
+from mnist_core.inference import load_model, resolve_checkpoint
 from mnist_core.models import build_model
+from mnist_core.train import logits_in_batches
 
 
 def test_logits_in_batches_matches_one_big_batch():

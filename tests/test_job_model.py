@@ -262,3 +262,36 @@ def test_the_standby_worker_goes_while_another_job_holds_the_machine(tiny_data_d
         assert wait_for(lambda: runner._standby is not None and runner._standby.process.poll() is None, timeout=30)
     finally:
         runner.close()
+
+
+def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):
+    import json
+
+    from mnist_core import embedding
+    from mnist_core.audit import AuditSpec, create_audit
+    from mnist_core.cli import main
+    from mnist_core.listing import list_jobs
+
+    run = create_run(TrainConfig(), runs_dir)
+    run.record(Finished(90.0, 1.0, 640.0, 1))
+    (run.checkpoint_path).write_bytes(b"")  # the map build below belongs to this run's checkpoint
+    sweep = create_sweep(SweepSpec.from_preset("fast"), runs_dir)
+    trial = create_run(TrainConfig(), runs_dir, extra_status={"sweep": sweep.id, "trial": 1})
+    audit = create_audit(AuditSpec(), runs_dir)
+    build = embedding.MapBuild(run.path / "checkpoint.pt.map-test.npz")
+    build.update_status(**job.new_status(progress=0.5))
+    build.update_status(pid=dead_pid())  # its process is gone: it reads as interrupted
+    listed = {entry.kind: entry for entry in list_jobs(runs_dir)}
+    assert set(listed) == set(job.KINDS)
+    assert listed["run"].job == run and listed["trial"].job == trial and listed["audit"].job == audit
+    assert listed["sweep"].job == sweep and listed["map"].id == f"{run.id}/checkpoint.pt.map-test.npz"
+    assert listed["map"].status["state"] == "interrupted"
+    assert [entry.kind for entry in list_jobs(runs_dir, kinds=["sweep", "map"])] == ["map", "sweep"]
+
+    assert main(["jobs", "--json", "--runs-dir", str(runs_dir)]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(row["kind"] for row in printed) == sorted(job.KINDS)
+    assert next(row for row in printed if row["kind"] == "run")["state"] == "finished"
+    assert main(["jobs", "--kind", "sweep", "--runs-dir", str(runs_dir)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 1 and table[0].startswith("sweep") and sweep.id in table[0]

@@ -139,7 +139,7 @@ def test_without_ray_the_tab_says_how_to_install_it_and_start_is_disabled(app_en
     at = train_page()
     assert not at.exception
     assert any("not installed here (missing: ray)" in info.value for info in at.info)
-    assert any(code.value == 'pip install "ray[tune]"' for code in at.code)
+    assert any(code.value == 'pip install "ray[tune,client]"' for code in at.code)
     assert start_sweep_button(at).disabled
 
 

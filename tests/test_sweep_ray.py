@@ -139,8 +139,8 @@ def test_a_sweep_waits_for_a_training_slot_and_can_be_stopped_while_it_waits(run
     import ray
 
     from mnist_core import slots
+    from mnist_core.distributed.sweep_driver import run_sweep
     from mnist_core.sweep import SweepSpec, create_sweep
-    from mnist_core.sweep_driver import run_sweep
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("MNIST_MAX_JOBS", "1")
@@ -167,9 +167,9 @@ def test_trials_and_jobs_on_a_second_node_send_their_results_home(tiny_data_dir,
     import ray
     from ray.cluster_utils import Cluster
 
+    from mnist_core.distributed.sweep_driver import run_sweep
     from mnist_core.jobs import JobRunner
     from mnist_core.sweep import SweepSpec, create_sweep
-    from mnist_core.sweep_driver import run_sweep
 
     server_runs, node_folder = tmp_path / "server-runs", tmp_path / "node-2"
     node_folder.mkdir()

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import ray
 
+from mnist_core.distributed import address as ray_address
+from mnist_core.distributed.address import ClusterUnreachable, ConnectStopped  # noqa: F401 - connect's callers catch them here
 from mnist_core.events import Cancelled, EpochEnd, Progress, from_dict, to_dict
 from mnist_core.job import interrupted
 from mnist_core.runs import ENDED_STATES, Run
@@ -37,29 +39,55 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25  # how often a trial sends its progress home, and so how soon it hears "stop"
 PUMP_SECONDS = 0.2
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # mnist_core itself, shipped whole to a ray:// cluster
 
 
-def connect(num_cpus: int | None = None) -> str:
+_own_session: Path | None = None  # the session folder of the local Ray that connect() started, for shutdown()
+
+
+def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambda: False) -> str:
     """Join the cluster named by RAY_ADDRESS, or start a local Ray; returns a description.
 
     A remote cluster gets this package's code shipped with the job (`py_modules`), so its
-    nodes need only Python, PyTorch and torchvision installed."""
+    nodes need only Python, PyTorch and torchvision installed. A named cluster that does not
+    answer raises ClusterUnreachable within `address.CONNECT_GIVE_UP_SECONDS` (a port that
+    answers but is not Ray: about 41 s more); `should_stop` turning true meanwhile raises
+    ConnectStopped, and Ctrl-C interrupts the wait."""
+    global _own_session
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if ray.is_initialized():
         return f"Ray cluster at {address}" if address else "local Ray"
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
+        ray_address.wait_until_reachable(address, should_stop)
+        ray_address.check_stop(should_stop)
         runtime_env = {"py_modules": [str(PACKAGE_DIR)]} if address.startswith("ray://") else None
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        try:
+            with ray_address.one_gcs_attempt():
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        except ConnectionError as error:  # no Ray answered there (or, for `auto`, none was found)
+            raise ClusterUnreachable(
+                f"Could not join the Ray cluster at {address}: {first_line(error).rstrip('.')}. Check RAY_ADDRESS "
+                f"(and, for a cluster that requires a token, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN), or unset it "
+                f"to train on this machine.") from error
         return f"Ray cluster at {address}"
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet)
+    try:
+        context = ray.get_runtime_context()
+        _own_session = ray_address.own_session_dir(context.get_temp_dir(), context.get_session_name())
+    except Exception as error:  # noqa: BLE001 - only tidying depends on it
+        log.warning("could not tell Ray's session folder: %s", error)
     return "local Ray"
 
 
 def shutdown() -> None:
+    """Leave Ray, and remove the session folder (/tmp/ray/session_...) of the local Ray connect() started."""
+    global _own_session
     if ray.is_initialized():
         ray.shutdown()
+    if _own_session is not None:
+        session, _own_session = _own_session, None
+        ray_address.remove_session_dir(session)
 
 
 def trial_resources(max_concurrent: int) -> dict[str, float]:

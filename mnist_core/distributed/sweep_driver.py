@@ -1,4 +1,4 @@
-"""Running a sweep on Ray Tune: `run_sweep(sweep)`, and `python -m mnist_core.sweep_driver SWEEP_DIR`.
+"""Running a sweep on Ray Tune: `run_sweep(sweep)`, and `python -m mnist_core.distributed.sweep_driver SWEEP_DIR`.
 
 On a local Ray the sweep holds one of the machine's training slots (`MNIST_MAX_JOBS`, see
 `slots`) while it runs, like any job. The CLI's `sweep` command calls `run_sweep` in its own process; the app starts this module
@@ -30,7 +30,8 @@ os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is the CLI's
 from ray import tune  # noqa: E402 - after the settings above, which Tune reads on import
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
-from mnist_core import cluster, slots  # noqa: E402
+from mnist_core import slots  # noqa: E402
+from mnist_core.distributed import cluster  # noqa: E402
 from mnist_core.job import ENDED_STATES, SERVER_STOPPED, interrupted, lower_priority  # noqa: E402
 from mnist_core.runs import Run, create_run  # noqa: E402
 from mnist_core.sweep import Sweep  # noqa: E402
@@ -71,11 +72,17 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
             _end_stopped(sweep, runs, interrupted_because(), "before it started")
             return sweep
     try:
-        where = cluster.connect(num_cpus)
+        where = cluster.connect(num_cpus, should_stop=stopping)
         resources = cluster.trial_resources(spec.max_concurrent)
         sweep.update_status(where=where, message=f"Running on {where}, {cluster.describe_resources(resources)} "
                                                  f"per trial, {spec.max_concurrent} at a time.")
         _tune(sweep, runs, resources, data_dir, stopping, on_trial, interrupted_because)
+    except cluster.ConnectStopped:  # stopped while the named cluster had not answered yet
+        _end_stopped(sweep, runs, interrupted_because(), "before it started")
+        return sweep
+    except cluster.ClusterUnreachable as error:  # its message says what to check: no traceback
+        _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {error}")
+        return sweep
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
         traceback.print_exc()  # for driver.log
         _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.first_line(error)}.")
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     server_gone = lambda: SERVER_STOPPED if os.getppid() != args.parent_pid else None  # noqa: E731
     # Run as `python -m`, this file is __main__, and Ray would pickle `_trial` by value, module
     # globals and all; from the imported module it is pickled by reference, as in the CLI.
-    driver = importlib.import_module("mnist_core.sweep_driver")
+    driver = importlib.import_module("mnist_core.distributed.sweep_driver")
     try:
         driver.run_sweep(sweep, args.data_dir, interrupted_because=server_gone)
     finally:
