@@ -168,14 +168,15 @@ def test_look_inside_a_clicked_image_switches_to_it_even_from_the_drawing(mapped
 
 def test_without_a_map_the_page_offers_to_build_it(unmapped_model, monkeypatch):
     started = []
-    monkeypatch.setattr(embedding, "start_build", lambda path, data_dir: started.append((path, data_dir)))
+    monkeypatch.setattr(embedding, "start_build", lambda path, data_dir, owner: started.append((path, data_dir, owner)))
     app = open_page()
     assert map_figure(app) is None
     assert len(app.get("plotly_chart")) == 1  # the strip's probabilities only
     build = next(button for button in app.button if button.label.startswith("Build the map"))
     build.click().run()
     assert not app.exception, app.exception
-    assert started == [(unmapped_model, os.environ["MNIST_DATA_DIR"])]
+    assert [(path, data_dir) for path, data_dir, _ in started] == [(unmapped_model, os.environ["MNIST_DATA_DIR"])]
+    assert started[0][2]  # the visitor who asked owns the build
 
 
 def test_while_the_map_is_built_a_progress_bar_and_then_a_preview_show(unmapped_model):

@@ -31,6 +31,7 @@ from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
 from mnist_core.job import ACTIVE_STATES
 from mnist_core.storage import CacheDamaged
 from ui import inside_charts as charts
+from ui.hosted import session_id
 from ui.mistakes_charts import thumbnail
 
 NEAREST_SCALE = 3  # 84-pixel thumbnails: five fit beside the map on a laptop, in a row on a phone
@@ -249,7 +250,7 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
 
 def build(path: Path, data_dir: str | None, key: str) -> None:
     try:
-        embedding.start_build(path, data_dir)
+        embedding.start_build(path, data_dir, owner=session_id())  # a job like any other: it has an owner
     except OSError as error:  # a full or read-only disk: said on the next run, never a traceback
         st.session_state[f"{key}_build_error"] = str(error)
 
