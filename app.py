@@ -13,6 +13,8 @@ st.set_page_config(page_title="MNIST CNN Studio", page_icon=":material/draw:", l
 page = app_navigation()
 with st.spinner("Starting up…"):  # shown only when it takes a while: the first run loads PyTorch
     from ui.sidebar import show_sidebar
+    from ui.state import end_promptly_when_stopped
+end_promptly_when_stopped()  # SIGTERM ends the server within seconds (mnist_core/shutdown.py)
 show_sidebar()
 with inside_app():
     page.run()

@@ -331,7 +331,8 @@ def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = Non
     status = building_status(checkpoint, split)
     if status and status.get("state") in ACTIVE_STATES:
         return build
-    command = python_module("mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split)
+    command = python_module("mnist_core", "embed", str(resolve_checkpoint(checkpoint)), "--split", split,
+                            "--parent-pid", str(os.getpid()))
     command += ["--data-dir", str(data_dir)] if data_dir else []
     build.status_path.parent.mkdir(parents=True, exist_ok=True)
     build.stop_path.unlink(missing_ok=True)

@@ -295,3 +295,32 @@ def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):
     assert main(["jobs", "--kind", "sweep", "--runs-dir", str(runs_dir)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 1 and table[0].startswith("sweep") and sweep.id in table[0]
+
+
+def test_a_map_build_whose_server_is_killed_ends_interrupted(untrained_checkpoint, tiny_data_dir, runs_dir):
+    import signal
+    import textwrap
+
+    from mnist_core import embedding, slots
+    from tests.conftest import wait_for
+
+    server_code = textwrap.dedent(f"""
+        import time
+        from mnist_core import embedding
+        embedding.start_build({str(untrained_checkpoint)!r}, {str(tiny_data_dir)!r})
+        time.sleep(600)
+    """)
+    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "MNIST_MAX_JOBS": "1"}
+    held = slots.try_acquire(runs_dir, 1, holder="a training job")  # the build waits its turn meanwhile
+    server = subprocess.Popen([sys.executable, "-c", server_code], env=env, cwd=Path(__file__).parent.parent)
+    build = embedding.map_build(untrained_checkpoint)
+    try:
+        assert wait_for(lambda: "waiting" in build.status().get("message", "") and build.alive(), timeout=60)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        assert wait_for(lambda: build.status().get("state") in job.ENDED_STATES, timeout=30), build.status()
+    finally:
+        held.release()
+        server.kill()
+    status = build.status()
+    assert status["state"] == "interrupted" and "the server stopped" in status["message"], status

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime import RuntimeState
 
+from mnist_core import shutdown
 from mnist_core.inference import DEFAULT_MODEL_PATH, resolve_checkpoint
 from mnist_core.jobs import JobRunner
 from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir, list_runs
@@ -23,8 +26,28 @@ DEFAULT = "default"
 def runner() -> JobRunner:
     """The server's one job runner, shared by every browser session (it is thread-safe).
 
-    It enforces the hosted demo's limits itself, whoever calls it."""
-    return JobRunner(policy=job_policy())
+    It enforces the hosted demo's limits itself, whoever calls it. When the server stops, its
+    standby worker goes at once; running jobs are left alone (see `end_promptly_when_stopped`)."""
+    job_runner = JobRunner(policy=job_policy())
+    shutdown.on_stop(job_runner.close)
+    return job_runner
+
+
+def end_promptly_when_stopped() -> None:
+    """Once per server (app.py calls it on every run): when the server is asked to stop (SIGTERM,
+    Ctrl-C), its process ends promptly, with exit code 0, instead of going through Python's
+    teardown; see mnist_core.shutdown for why. A training job outlives the server only briefly: its
+    worker sees the server gone, stops within a step and records the run as interrupted, its
+    checkpoint kept."""
+    if not runtime.exists():
+        return
+    server = runtime.get_instance()
+    if not isinstance(server.state, RuntimeState):  # AppTest runs pages under a stand-in runtime: not a server
+        return
+    shutdown.watch(
+        stopping=lambda: server.state in (RuntimeState.STOPPING, RuntimeState.STOPPED),
+        stopped=lambda: server.state == RuntimeState.STOPPED,
+    )
 
 
 def usable_runs() -> list[Run]:

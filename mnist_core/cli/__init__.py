@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("checkpoint", help="a run folder, a checkpoint file, or 'default' for the shipped model")
     embed.add_argument("--split", choices=("test", "train"), default="test")
     embed.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+    embed.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # the app's server: end with it
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a run folder, checkpoint or 'default'")
     evaluate.add_argument("path", help="a run folder, a checkpoint file, or 'default' for the shipped model")

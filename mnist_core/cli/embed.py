@@ -19,7 +19,7 @@ import time
 def run_embed_command(args: argparse.Namespace) -> int:
     from mnist_core import embedding, slots
     from mnist_core.checkpoint import CheckpointError
-    from mnist_core.job import lower_priority
+    from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
     from mnist_core.runs import default_runs_dir
     from mnist_core.storage import CacheDamaged
 
@@ -27,6 +27,9 @@ def run_embed_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     build = None
     slot = None
+    # Started by the app: nobody would be watching a build whose server went away, and it would hold the CPU.
+    server_gone = lambda: args.parent_pid is not None and os.getppid() != args.parent_pid  # noqa: E731
+    stop = lambda: build.stop_requested() or server_gone()  # noqa: E731
     try:
         try:
             cached = embedding.load_cached(args.checkpoint, args.split, args.data_dir)
@@ -40,7 +43,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
                                    message="waiting for a free training slot")
             # A map build is as heavy as training on a small machine: it takes one of the slots.
             slot = slots.acquire(default_runs_dir(), slots.max_jobs(), holder=f"map of {args.checkpoint}",
-                                 should_stop=build.stop_requested,
+                                 should_stop=stop,
                                  on_wait=lambda: _say("waiting for a free training slot: another job is working",
                                                       sys.stderr))
             if slot is None:
@@ -49,7 +52,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
                                    message="starting")
 
             def progress(fraction: float, text: str) -> None:
-                if build.stop_requested():
+                if stop():
                     raise embedding.BuildStopped()
                 filled = int(30 * fraction)
                 _say(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}% {text:32}", sys.stderr, end="")
@@ -60,7 +63,10 @@ def run_embed_command(args: argparse.Namespace) -> int:
             embedding.write_status(args.checkpoint, args.split, state="finished", ended_at=time.time(), progress=1.0,
                                    message="done")
     except (embedding.BuildStopped, KeyboardInterrupt):
-        _record_end(embedding, args, state="cancelled", message="Stopped on request.")
+        if server_gone():
+            _record_end(embedding, args, **interrupted(SERVER_STOPPED, "Build the map again to see it."))
+        else:
+            _record_end(embedding, args, state="cancelled", message="Stopped on request.")
         _say("\nstopped on request", sys.stderr)
         _say(json.dumps({"path": None, "error": "stopped on request"}), sys.stdout)
         return 130
@@ -91,6 +97,6 @@ def _say(text: str, stream, end: str = "\n") -> None:
 
 def _record_end(embedding, args: argparse.Namespace, **fields) -> None:
     try:
-        embedding.write_status(args.checkpoint, args.split, ended_at=time.time(), **fields)
+        embedding.write_status(args.checkpoint, args.split, **{"ended_at": time.time(), **fields})
     except (OSError, ValueError):
         pass
