@@ -160,7 +160,7 @@ def _child(code: str) -> subprocess.CompletedProcess:
 
 
 def test_a_stop_that_hangs_ends_at_the_deadline_with_the_stacks_on_stderr():
-    began = time.monotonic()
+    # A thread held for 600 s; _child's guard ends the test long before that if the deadline fails.
     done = _child("""
         import threading, time
         from mnist_core import shutdown
@@ -171,7 +171,6 @@ def test_a_stop_that_hangs_ends_at_the_deadline_with_the_stacks_on_stderr():
         time.sleep(0.5)
         print(calls, flush=True)
     """)
-    assert time.monotonic() - began < 30
     assert done.returncode == 1, done
     assert "['closed']" in done.stdout
     assert "Timeout" in done.stderr and "in _shutdown" in done.stderr  # the stacks: Python waiting for the thread
