@@ -304,6 +304,10 @@ def building_status(checkpoint: str | Path | None, split: str = "test") -> dict 
     child = _builders.get(build.status_path)
     if child is not None and child.poll() is not None:  # reaped here, or it would linger as a zombie
         del _builders[build.status_path]
+        try:  # it may have ended before it could say how (killed, out of memory): its exit code says
+            build.record_unexpected_end(child.returncode, "map's build", "build.log")
+        except OSError:
+            pass  # read below all the same: its process is gone, so it reads as interrupted
     if not build.status_path.exists():
         return None
     return build.current_status()
@@ -336,11 +340,14 @@ def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = Non
     command += ["--data-dir", str(data_dir)] if data_dir else []
     build.status_path.parent.mkdir(parents=True, exist_ok=True)
     build.stop_path.unlink(missing_ok=True)
-    build.update_status(**new_status(owner, progress=0.0, message="starting"))
+    build.update_status(replace=True, **new_status(owner, progress=0.0, message="starting"))  # a new build
     try:
         process = start_process(command, build.log_path, append=False)
     except OSError as error:
-        build.update_status(state="failed", ended_at=time.time(), message=f"The build could not start: {error}")
+        reason = error.strerror or type(error).__name__
+        build.update_status(state="failed", ended_at=time.time(), message=f"The build could not start: {reason}.")
         raise
     _builders[build.status_path] = process
+    # Responsible from now on, before it has imported anything: if it dies early, it reads as gone.
+    build.update_status(pid=process.pid)
     return build

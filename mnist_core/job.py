@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -60,7 +61,7 @@ DAMAGED = "damaged"  # never stored: what a status file that cannot be read read
 # Why a job was interrupted: the reasons a person reads in the history.
 SERVER_STOPPED = "the server stopped"
 WORKER_KILLED = "its process was killed or crashed"
-PROCESS_ENDED = "the process running it ended"
+PROCESS_ENDED = "the process that started it stopped (the server, or the command line)"
 
 NICE_ENV = "MNIST_JOB_NICE"  # set by start_process: the child lowers its own priority by this much
 JOB_NICENESS = 5  # the server's script threads come first on a small machine
@@ -114,9 +115,9 @@ def is_alive(pid: int | None, started: int | None = None) -> bool:
     if started is None:
         return True  # a status written before start times were recorded, or no /proc: the pid is all we have
     now = process_start_time(pid)
-    # A zombie (ended, not yet reaped by its parent) has no stat worth trusting; it is gone all the same.
-    if now is None:
+    if now is None:  # it ended between the two looks, or there is no /proc to ask (then the pid is all we have)
         return not Path("/proc").is_dir()
+    # A zombie (ended, not yet reaped by its parent) keeps its pid and start time, but is gone all the same.
     return now == started and not _is_zombie(pid)
 
 
@@ -151,12 +152,13 @@ def start_process(command: Sequence[str], log_path: Path | None, pass_fds: Seque
     (`lower_priority`). `pass_fds` hands it descriptors, such as a held training slot.
     Raises OSError when the log cannot be opened or the process cannot start: nothing runs then."""
     env = {**os.environ, NICE_ENV: str(JOB_NICENESS)}
+    # A session of its own: Ctrl-C in the server's terminal (or a signal to its process group) must
+    # not kill a job mid-write. The job sees its server gone and records itself interrupted.
+    options = {"stdin": subprocess.DEVNULL, "pass_fds": tuple(pass_fds), "env": env, "start_new_session": True}
     if log_path is None:
-        return subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, pass_fds=tuple(pass_fds), env=env)
+        return subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **options)
     with open(log_path, "ab" if append else "wb") as log_file:
-        return subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                pass_fds=tuple(pass_fds), env=env)
+        return subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, **options)
 
 
 def python_module(module: str, *arguments: str) -> list[str]:
@@ -173,11 +175,15 @@ class ParsedFiles:
 
     Bounded (LRU) at `max_entries`; a status or config is about 1 kB parsed, so the default
     holds a runs folder of a few thousand jobs, more than anyone browses: older entries are
-    simply read again. `parse(path)` returns the value or raises; errors are not cached."""
+    simply read again. `parse(path)` returns the value or raises; errors are not cached, nor
+    values `keep` turns down (an active job's status, which changes often: a rewrite within
+    the file system's clock tick, at the same size, could otherwise read as the old one)."""
 
-    def __init__(self, parse: Callable[[Path], Any], max_entries: int = 4096) -> None:
+    def __init__(self, parse: Callable[[Path], Any], max_entries: int = 4096,
+                 keep: Callable[[Any], bool] = lambda value: True) -> None:
         self._parse = parse
         self.max_entries = max_entries
+        self._keep = keep
         self._entries: OrderedDict[Path, tuple[tuple, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.reads = 0  # files actually opened and parsed (tests count them)
@@ -193,6 +199,8 @@ class ParsedFiles:
                 return found[1]
             self.reads += 1
         value = self._parse(path)
+        if not self._keep(value):
+            return value
         with self._lock:
             self._entries[path] = (key, value)
             self._entries.move_to_end(path)
@@ -215,7 +223,7 @@ def _parse_status(path: Path) -> dict[str, Any]:
     return status
 
 
-_statuses = ParsedFiles(_parse_status)
+_statuses = ParsedFiles(_parse_status, keep=lambda status: status.get("state") not in ACTIVE_STATES)
 
 
 def read_status(path: Path) -> dict[str, Any]:
@@ -246,15 +254,22 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
 SMALL_FILE_BYTES = 4096  # one block: what a file already owns on disk and can be rewritten in place
 
 
-def write_status(path: Path, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into the status at `path` and store it; returns the new status.
+def write_status(path: Path, only_if: Sequence[str] | None = None, replace: bool = False,
+                 **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into the status at `path` and store it; returns the status as stored.
 
-    Giving `pid` records that process's start time with it. Raises StorageError (an OSError)
-    when it cannot be written even in place."""
+    The stored status is read afresh (never from the cache). With `only_if`, nothing is written
+    unless the stored state is one of those (a reader recording "interrupted" must not undo an
+    end its job recorded a moment before). `replace` starts from nothing instead of merging (a
+    new build of the same map). Giving `pid` records that process's start time with it.
+    Raises StorageError (an OSError) when it cannot be written even in place."""
     path = Path(path)
-    stored = read_status(path)
-    if stored.get("state") == DAMAGED:
+    try:
+        stored = {} if replace else _parse_status(path)
+    except (OSError, StatusDamaged):
         stored = {}  # a missing or unreadable status is replaced, not merged into
+    if only_if is not None and stored.get("state") not in only_if:
+        return stored
     if "pid" in fields and "pid_started" not in fields:
         fields["pid_started"] = process_start_time(fields["pid"])
     status = {**stored, **fields, "updated_at": time.time()}
@@ -262,9 +277,13 @@ def write_status(path: Path, **fields: Any) -> dict[str, Any]:
     try:
         atomic_write_bytes(path, lambda file: file.write(data))
     except StorageError as error:
-        # With the disk full no new file can be made, but rewriting the block an existing small
-        # file already owns needs no new space: the job's state is still recorded.
-        if not is_disk_full(error) or not path.is_file() or len(data) > SMALL_FILE_BYTES:
+        # With the disk full no new file can be made, but rewriting the blocks an existing file
+        # already owns needs no new space: the job's state is still recorded.
+        try:
+            owned = max(SMALL_FILE_BYTES, path.stat().st_blocks * 512)
+        except OSError:
+            owned = 0
+        if not is_disk_full(error) or len(data) > owned:
             raise
         try:
             overwrite_small_file(path, data)
@@ -285,7 +304,7 @@ def vanished_reason(status: dict[str, Any]) -> str:
     """Why an active job's process is gone, as far as a reader can tell."""
     server = status.get("server") or {}
     if not server or server.get("pid") == status.get("pid"):
-        return PROCESS_ENDED  # the job ran in the process that created it (the CLI), and that ended
+        return PROCESS_ENDED  # the process that created it (the CLI, or a server while it was queued) ended
     if not is_alive(server.get("pid"), server.get("pid_started")):
         return SERVER_STOPPED
     return WORKER_KILLED
@@ -306,7 +325,7 @@ def live_status(path: Path, kept: str = "") -> dict[str, Any]:
     if status.get("state") in ACTIVE_STATES and not is_alive(status.get("pid"), status.get("pid_started")):
         changes = interrupted(vanished_reason(status), kept)
         try:
-            status = write_status(path, **changes)
+            status = write_status(path, only_if=ACTIVE_STATES, **changes)
         except OSError:
             status = {**status, **changes}
     return status
@@ -327,6 +346,22 @@ def final_status(outcome: Event, interrupted_because: str | None = None) -> dict
         return {"state": "cancelled", "ended_at": time.time(), "message": f"Stopped on request; {kept}."}
     message = outcome.message if isinstance(outcome, Failed) else f"unexpected outcome {outcome!r}"
     return {"state": "failed", "ended_at": time.time(), "message": message}
+
+
+def unexpected_end(exit_code: int, what: str, log_name: str, kept: str = "") -> dict[str, Any]:
+    """The status fields of a job whose process ended (`exit_code`, negative for a signal) without
+    recording an end of its own. A stop signal (SIGTERM, SIGINT, SIGHUP) is an interruption; any
+    other signal or exit code is a failure, with where to read more."""
+    if exit_code < 0:
+        number = -exit_code
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        if number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            return interrupted(f"its process was stopped ({name})", kept)
+        return {"state": "failed", "ended_at": time.time(),
+                "message": f"The {what} was killed ({name}); if nobody stopped it, it probably ran out of "
+                           f"memory. Its output is in its {log_name}."}
+    return {"state": "failed", "ended_at": time.time(),
+            "message": f"The {what} ended unexpectedly (exit code {exit_code}). Its output is in its {log_name}."}
 
 
 # ---------------------------------------------------------------- job folders
@@ -413,8 +448,10 @@ class JobFolder:
         """The status as stored (no liveness check: see `current_status`)."""
         return read_status(self.status_path)
 
-    def update_status(self, **fields: Any) -> dict[str, Any]:
-        return write_status(self.status_path, **fields)
+    def update_status(self, only_if: Sequence[str] | None = None, replace: bool = False,
+                      **fields: Any) -> dict[str, Any]:
+        """Write the status (see `write_status`)."""
+        return write_status(self.status_path, only_if=only_if, replace=replace, **fields)
 
     def current_status(self) -> dict[str, Any]:
         """The status, with an active job whose process is gone read (and recorded) as interrupted."""
@@ -452,3 +489,17 @@ class JobFolder:
 
     def ended(self) -> bool:
         return self.status().get("state") in ENDED_STATES
+
+    def children(self) -> list[JobFolder]:
+        """The jobs that end with this one (a sweep's trials); none for most kinds."""
+        return []
+
+    def record_unexpected_end(self, exit_code: int, what: str, log_name: str) -> None:
+        """Record how the job's process ended when it ended without saying so (its starter saw the exit).
+
+        "interrupted" is overwritten too: a page may have read the dead process first and recorded
+        that, and the exit code says more. An end the job recorded itself stands."""
+        only = (*ACTIVE_STATES, "interrupted") if exit_code != 0 else ACTIVE_STATES
+        for child in self.children():
+            child.update_status(only_if=only, **unexpected_end(exit_code, what, log_name, child.KEPT))
+        self.update_status(only_if=only, **unexpected_end(exit_code, what, log_name, self.KEPT))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing, is_present, missing_message
 from mnist_core.events import Event, Failed
-from mnist_core.job import ACTIVE_STATES, JobFolder, final_status, interrupted, python_module, start_process
+from mnist_core.job import SERVER_STOPPED, final_status, interrupted, python_module, start_process
 from mnist_core.policy import JobPolicy
 from mnist_core.runs import Run, create_run, default_runs_dir
 from mnist_core.storage import explain_write_error
@@ -268,13 +267,13 @@ class JobRunner:
         return start_process([*self._worker_command(), str(run.path)], run.path / "worker.log",
                              pass_fds=(slot.descriptor,))
 
-    def _machine_busy(self) -> bool:  # called with the lock held
-        """Whether any job holds the machine: this runner's, a sweep's, or another process's
-        (a map build, the CLI), which all hold a training slot while they work."""
-        if self._running or self._queue or any(process.poll() is None for _, process in self._sweeps.values()):
+    def _others_hold_the_machine(self) -> bool:  # called with the lock held
+        """Whether a job that is not this runner's own single job holds the machine: a sweep, or
+        another process's job (a map build, the CLI), which all hold a training slot while they work."""
+        if any(process.poll() is None for _, process in self._sweeps.values()):
             return True
         try:
-            return slots.holders(self.runs_dir) > 0
+            return slots.holders(self.runs_dir) > len(self._running)  # each running job of ours holds one
         except OSError:
             return False
 
@@ -289,9 +288,10 @@ class JobRunner:
         one job's."""
         if not self.use_standby:
             return
-        if self._machine_busy():
-            if not self._queue:  # a queued job is about to be handed to it
-                self._let_standby_go()
+        if self._others_hold_the_machine():
+            self._let_standby_go()
+            return
+        if self._running or self._queue:  # never beside a job; a queued one is about to be handed to it
             return
         if self._standby is not None and self._standby.alive(self.data_dir):
             return
@@ -309,10 +309,19 @@ class JobRunner:
             self._standby = None
 
     def close(self) -> None:
-        """Let the standby worker go (running jobs are not touched)."""
+        """The runner is going away (its server stops): let the standby worker go, and record the
+        jobs still waiting in its queue as interrupted, since nothing will start them now.
+        Running jobs are not touched: their workers see the server gone, stop within a step and
+        record themselves interrupted, their checkpoints kept."""
         with self._lock:
             self.use_standby = False
             self._let_standby_go()
+            waiting, self._queue = self._queue, []
+        for run in waiting:
+            try:
+                run.update_status(**interrupted(SERVER_STOPPED, "It never started."))
+            except OSError as error:  # read later, it is still interrupted: its pid is this stopped server's
+                log.warning("could not record that queued run %s will not start: %s", run.id, error)
 
     def _watch(self) -> None:
         while True:
@@ -331,7 +340,8 @@ class JobRunner:
                     self._unrecorded.append((run, process.returncode))
             for ended in list(self._unrecorded):
                 try:
-                    _record_unexpected_end(*ended, "training process", "worker.log")
+                    run, exit_code = ended
+                    run.record_unexpected_end(exit_code, "training process", "worker.log")
                 except FileNotFoundError:  # the folder was removed by hand: nothing left to record
                     pass
                 except OSError as error:
@@ -341,7 +351,7 @@ class JobRunner:
             for sweep_id, (sweep, process) in list(self._sweeps.items()):
                 if process.poll() is not None:
                     try:
-                        _record_unexpected_end(sweep, process.returncode, "sweep's Ray driver", "driver.log")
+                        sweep.record_unexpected_end(process.returncode, "sweep's Ray driver", "driver.log")
                     except FileNotFoundError:
                         pass
                     except OSError as error:  # kept, and tried again on the next poll
@@ -352,30 +362,6 @@ class JobRunner:
             self._keep_a_standby()
             if not self._unrecorded and not self._queue:
                 self.problem = None  # whatever it was has passed
-
-
-def _record_unexpected_end(job: JobFolder, exit_code: int, what: str, log_name: str) -> None:
-    """Record how a job's process ended when it ended without recording an end of its own."""
-    state = job.status().get("state")
-    # "interrupted" too: a page may have read the dead process first and recorded that; the exit code says more.
-    if state not in ACTIVE_STATES and not (state == "interrupted" and exit_code != 0):
-        return
-    if exit_code < 0:
-        name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else f"signal {-exit_code}"
-        if -exit_code in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            changes = interrupted(f"its process was stopped ({name})", job.KEPT)
-        else:
-            changes = {"state": "failed", "ended_at": time.time(),
-                       "message": f"The {what} was killed ({name}); if nobody stopped it, it probably ran out of "
-                                  f"memory. Its output is in its {log_name}."}
-    else:
-        changes = {"state": "failed", "ended_at": time.time(),
-                   "message": f"The {what} ended unexpectedly (exit code {exit_code}). Its output is in its {log_name}."}
-    if isinstance(job, Sweep):  # its trials end with it
-        for run in job.trial_runs():
-            if run.status().get("state") in ACTIVE_STATES:
-                run.update_status(**changes)
-    job.update_status(**changes)
 
 
 class _Standby:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_core.job import KINDS, MAP, JobFolder
-from mnist_core.runs import EMBEDDINGS_FOLDER, default_runs_dir, list_runs
+from mnist_core.job import AUDIT_JOB, KINDS, MAP, RUN, TRIAL, JobFolder
+from mnist_core.runs import EMBEDDINGS_FOLDER, Run, default_runs_dir, list_runs
 from mnist_core.sweep import list_sweeps
 
 BUILD_STATUS_GLOB = "*.map-*.npz.building.json"
@@ -58,7 +58,8 @@ def _map_builds(runs_dir: Path, runs: Iterable[JobFolder]) -> list[JobFolder]:
 
 
 def list_jobs(runs_dir: str | Path | None = None, kinds: Iterable[str] = KINDS) -> list[JobEntry]:
-    """Every job of the given kinds, newest first; only reads (a full or read-only folder lists too)."""
+    """Every job of the given kinds, newest first. A full or read-only folder lists too: the only
+    write is recording a job whose process is gone as interrupted, and that is skipped when it fails."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     kinds = set(kinds)
     unknown = kinds - set(KINDS)
@@ -73,3 +74,19 @@ def list_jobs(runs_dir: str | Path | None = None, kinds: Iterable[str] = KINDS) 
     entries = [JobEntry(job, job.job_kind, job.current_status()) for job in jobs]
     entries.sort(key=lambda entry: entry.status.get("created_at") or 0.0, reverse=True)
     return entries
+
+
+RUN_FOLDER_KINDS = (RUN, TRIAL, AUDIT_JOB)  # the kinds that are run folders, with a config and maybe a checkpoint
+
+
+def run_jobs(runs_dir: str | Path | None = None, kinds: Iterable[str] = RUN_FOLDER_KINDS) -> list[JobEntry]:
+    """`list_jobs` of the run-folder kinds only (the pages' history, the models to open): each
+    entry's `job` is a `runs.Run`."""
+    kinds = tuple(kinds)
+    if not set(kinds) <= set(RUN_FOLDER_KINDS):
+        raise ValueError(f"run_jobs lists run folders only ({', '.join(RUN_FOLDER_KINDS)}), not {kinds}")
+    return list_jobs(runs_dir, kinds)
+
+
+def runs_of(entries: Iterable[JobEntry]) -> list[Run]:
+    return [entry.job for entry in entries]  # type: ignore[misc] - run_jobs' entries hold Runs

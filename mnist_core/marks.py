@@ -148,7 +148,8 @@ class LeaveOut(NamedTuple):
         return (f"{len(self.outside):,} mark{'s' if many else ''} point{'' if many else 's'} at "
                 f"image{'s' if many else ''} that {'are' if many else 'is'} not in the {dataset} training set "
                 f"({shown}); {'they are' if many else 'it is'} ignored. The training set has {count:,} images "
-                f"(0–{count - 1:,}); the marks are in {marks_path(dataset, 'train', runs_dir)}.")
+                f"(0–{count - 1:,}); the marks are in {MARKS_FOLDER}/{marks_path(dataset, 'train', runs_dir).name} "
+                f"in the runs folder.")
 
 
 def leave_out(dataset: str, count: int, runs_dir: str | Path | None = None, ambiguous: bool = False) -> LeaveOut:

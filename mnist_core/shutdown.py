@@ -104,7 +104,15 @@ def _run_callbacks_once() -> None:
     _callbacks_done.wait()  # bounded by the deadline
 
 
+_deadline_armed = threading.Event()
+
+
 def _arm_deadline(seconds: float) -> None:
+    """Arm the deadline once: a second caller (the exit, after the watcher) keeps the first one's."""
+    with _lock:
+        if _deadline_armed.is_set():
+            return
+        _deadline_armed.set()
     try:
         faulthandler.dump_traceback_later(seconds, exit=True, file=sys.stderr)
     except (AttributeError, ValueError, OSError):  # no stderr with a file descriptor: end it without the stacks
@@ -116,7 +124,7 @@ def _arm_deadline(seconds: float) -> None:
 def _exit_now_if(stopped: Callable[[], bool]) -> None:
     if not _ask(stopped):
         return  # the server did not stop cleanly (or never ran): Python ends as usual, with its exit code
-    _arm_deadline(GRACE_SECONDS)  # the watcher may not have seen the stop yet: bound the callbacks here too
+    _arm_deadline(GRACE_SECONDS)  # unless the watcher armed it already: bound the callbacks here too
     _run_callbacks_once()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

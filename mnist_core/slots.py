@@ -103,7 +103,8 @@ def acquire(
 
 
 def holders(runs_dir: Path) -> int:
-    """How many slots are held right now, by any process (a read-only look, for diagnostics and tests)."""
+    """How many slots are held right now, by any process (a read-only look: a few lock files, cheap
+    enough for the job runner's poll, which lets its standby worker go while others hold slots)."""
     folder = Path(runs_dir) / SLOTS_FOLDER
     if fcntl is None or not folder.is_dir():
         return 0

@@ -226,6 +226,10 @@ class Sweep(JobFolder):
     def spec(self) -> SweepSpec:
         return SweepSpec.from_dict(json.loads((self.path / "spec.json").read_text()))
 
+    def children(self) -> list[Run]:
+        """A sweep's trials end with it."""
+        return self.trial_runs()
+
     def trial_runs(self) -> list[Run]:
         """The trials' run folders that exist, in trial order."""
         root = self.runs_dir

@@ -93,9 +93,12 @@ def test_every_kind_records_its_end_on_a_full_disk(full_runs_dir, kind):
     elif kind == "sweep":
         status_path = create_sweep(SweepSpec.from_preset("fast"), full_runs_dir).status_path
     else:
+        from mnist_core.embedding import MapBuild
+
         full_runs_dir.mkdir(parents=True, exist_ok=True)
-        status_path = full_runs_dir / "default.pt.map-test.npz.building.json"
-        job.write_status(status_path, state="running", pid=os.getpid())
+        build = MapBuild(full_runs_dir / "default.pt.map-test.npz")
+        build.update_status(**job.new_status())
+        status_path = build.status_path
     job.write_status(status_path, state="running", message="working")
     filler = fill_disk(full_runs_dir.parent)
     try:
@@ -255,8 +258,8 @@ def test_the_standby_worker_goes_while_another_job_holds_the_machine(tiny_data_d
         held = slots.try_acquire(runs_dir, 1, holder="a map build in another process")
         try:
             assert wait_for(lambda: standby.poll() is not None, timeout=30)  # it let go of its memory
-            time_to_check = wait_for(lambda: runner._standby is not None, timeout=2)
-            assert not time_to_check  # and no new one starts while the machine is held
+            runner._poll()  # one more look by the watcher while the machine is held...
+            assert runner._standby is None  # ...starts no new one
         finally:
             held.release()
         assert wait_for(lambda: runner._standby is not None and runner._standby.process.poll() is None, timeout=30)
@@ -324,3 +327,40 @@ def test_a_map_build_whose_server_is_killed_ends_interrupted(untrained_checkpoin
         server.kill()
     status = build.status()
     assert status["state"] == "interrupted" and "the server stopped" in status["message"], status
+
+
+def test_jobs_still_queued_when_the_runner_closes_are_interrupted_not_left_queued(tiny_data_dir, runs_dir):
+    from mnist_core.jobs import JobRunner
+    from tests.conftest import wait_for
+
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    slow = runner.submit(TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001))
+    waiting = runner.submit(TrainConfig(model="fast", epochs=1))
+    assert wait_for(lambda: slow.status()["state"] == "running", timeout=60)
+    runner.close()  # the server stops (mnist_core.shutdown calls this)
+    status = waiting.status()
+    assert status["state"] == "interrupted" and "the server stopped" in status["message"], status
+    assert runner.queued_count() == 0
+    runner.cancel(slow)
+    assert wait_for(lambda: slow.status()["state"] == "cancelled", timeout=60)
+
+
+def test_a_map_build_killed_before_it_could_say_anything_is_not_left_waiting(untrained_checkpoint, tiny_data_dir,
+                                                                            runs_dir, monkeypatch):
+    import signal
+
+    from mnist_core import embedding
+    from tests.conftest import wait_for
+
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
+    build = embedding.start_build(untrained_checkpoint, tiny_data_dir)
+    child = embedding._builders[build.status_path]
+    assert build.status()["pid"] == child.pid  # its own from the start, before it imported anything
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    status = embedding.building_status(untrained_checkpoint)
+    assert status["state"] == "failed" and "killed (SIGKILL)" in status["message"], status
+    embedding.start_build(untrained_checkpoint, tiny_data_dir)  # it can be built again
+    again = embedding._builders[build.status_path]
+    assert again.pid != child.pid
+    assert wait_for(lambda: build.status().get("state") == "finished", timeout=120), build.status()

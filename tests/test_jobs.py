@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_core import jobs, slots
+from mnist_core import slots
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing
 from mnist_core.events import EpochEnd, Finished
@@ -100,8 +100,10 @@ def test_a_killed_training_process_marks_the_run_failed(tiny_data_dir, runs_dir)
 
 
 def test_the_watcher_outlives_a_failed_write_and_records_it_later(tiny_data_dir, runs_dir, monkeypatch):
+    from mnist_core.job import JobFolder
+
     failures = {"left": 3}
-    real_record = jobs._record_unexpected_end
+    real_record = JobFolder.record_unexpected_end
 
     def flaky_record(*args):
         if failures["left"]:
@@ -109,7 +111,7 @@ def test_the_watcher_outlives_a_failed_write_and_records_it_later(tiny_data_dir,
             raise StorageError("The disk holding runs is full")
         real_record(*args)
 
-    monkeypatch.setattr(jobs, "_record_unexpected_end", flaky_record)
+    monkeypatch.setattr(JobFolder, "record_unexpected_end", flaky_record)
     runner = JobRunner(runs_dir, tiny_data_dir, max_running=1)
     killed = runner.submit(SLOW)
     waiting = runner.submit(QUICK)

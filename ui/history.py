@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, list_runs, summarize
+from mnist_core.listing import run_jobs, runs_of
+from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, summarize
 from ui.charts import compare_figures
 from ui.hosted import may_delete
 from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch
@@ -75,12 +76,12 @@ HISTORY_POLL_SECONDS = 2.0
 def run_history() -> None:
     """The history table; while any run is queued or running it refreshes every HISTORY_POLL_SECONDS."""
     st.subheader("Run history")
-    active = any(run.current_status().get("state") in ACTIVE_STATES for run in list_runs())
+    active = any(entry.status.get("state") in ACTIVE_STATES for entry in run_jobs())
     st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
 
 
 def _history() -> None:
-    runs = list_runs()
+    runs = runs_of(run_jobs())
     if not runs:
         st.caption("Finished, stopped and failed runs will be listed here.")
         return

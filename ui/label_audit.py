@@ -26,9 +26,11 @@ from PIL import Image
 from mnist_core.audit import DEFAULT_FOLDS, MAX_FOLDS, RESULT_FILE, AuditResult, AuditSpec, find_cached, result_for
 from mnist_core.config import PRESETS, ConfigError, TrainConfig
 from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_present, load_split, missing_message
+from mnist_core.job import AUDIT_JOB
+from mnist_core.listing import run_jobs
 from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks, marks_csv, set_mark
 from mnist_core.policy import QuotaExceeded
-from mnist_core.runs import ACTIVE_STATES, AUDIT, Run, list_runs
+from mnist_core.runs import ACTIVE_STATES, Run
 from mnist_core.storage import CacheDamaged
 from ui.hosted import may_delete, session_id
 from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
@@ -134,11 +136,9 @@ def _job(spec: AuditSpec) -> Run | None:
     if mine is not None and mine.current_status().get("state") in ACTIVE_STATES:
         return mine
     wanted = _settings_of(spec)
-    for run in list_runs(runner().runs_dir):
-        status = run.status()
-        if status.get("kind") == AUDIT and status.get("audit") == wanted and status.get("state") in ACTIVE_STATES:
-            if run.current_status().get("state") in ACTIVE_STATES:
-                return run
+    for entry in run_jobs(runner().runs_dir, kinds=(AUDIT_JOB,)):
+        if entry.status.get("audit") == wanted and entry.status.get("state") in ACTIVE_STATES:
+            return entry.job
     return mine
 
 

@@ -12,7 +12,9 @@ import streamlit as st
 from mnist_core.events import Compiled, EpochEnd, Started
 from mnist_core.inference import load_model
 from mnist_core.inside import conv_filters
-from mnist_core.runs import ACTIVE_STATES, AUDIT, Run, RunSummary, list_runs, summarize
+from mnist_core.job import RUN, TRIAL
+from mnist_core.listing import run_jobs, runs_of
+from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
 from ui.charts import training_loss_figure, validation_figure
 from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
@@ -34,12 +36,13 @@ def watched_run() -> Run | None:
     """The run this session watches; a new session (reload, second tab) picks the newest active one.
 
     Label audits are runs too, but have no curves: they are watched on Mistakes' audit tab."""
-    runs = [run for run in list_runs() if run.kind != AUDIT]
+    entries = run_jobs(kinds=(RUN, TRIAL))
+    runs = runs_of(entries)
     by_id = {run.id: run for run in runs}
     chosen = st.session_state.get(WATCHED_RUN)
     if chosen in by_id:
         return by_id[chosen]
-    active = [run for run in runs if run.current_status().get("state") in ACTIVE_STATES]
+    active = [entry.job for entry in entries if entry.status.get("state") in ACTIVE_STATES]
     run = (active or runs or [None])[0]
     if run:
         watch(run)

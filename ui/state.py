@@ -15,7 +15,8 @@ from streamlit.runtime import RuntimeState
 from mnist_core import shutdown
 from mnist_core.inference import DEFAULT_MODEL_PATH, resolve_checkpoint
 from mnist_core.jobs import JobRunner
-from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir, list_runs
+from mnist_core.listing import run_jobs
+from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir
 from ui.hosted import job_policy
 
 SELECTED_MODEL = "selected_model"
@@ -55,9 +56,7 @@ def usable_runs() -> list[Run]:
 
     A run that stopped or failed after some epochs still offers its last completed epoch: the
     checkpoint is written only after an epoch ended and validated, so its weights are sound."""
-    return [
-        run for run in list_runs() if run.current_status().get("state") in ENDED_STATES and run.has_checkpoint()
-    ]
+    return [entry.job for entry in run_jobs() if entry.status.get("state") in ENDED_STATES and entry.job.has_checkpoint()]
 
 
 def model_label(choice: str) -> str:

@@ -19,18 +19,21 @@ import time
 def run_embed_command(args: argparse.Namespace) -> int:
     from mnist_core import embedding, slots
     from mnist_core.checkpoint import CheckpointError
-    from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
+    from mnist_core.job import ACTIVE_STATES, SERVER_STOPPED, interrupted, lower_priority, new_status
     from mnist_core.runs import default_runs_dir
     from mnist_core.storage import CacheDamaged
 
     lower_priority()  # started by the app: the server's script threads come first
     start = time.perf_counter()
-    build = None
+    by_the_app = args.parent_pid is not None  # the app queued this build (embedding.start_build) and watches it
+    build = None  # the job, once this command records one
     slot = None
-    # Started by the app: nobody would be watching a build whose server went away, and it would hold the CPU.
-    server_gone = lambda: args.parent_pid is not None and os.getppid() != args.parent_pid  # noqa: E731
+    # Nobody would be watching a build whose server went away, and it would hold the CPU.
+    server_gone = lambda: by_the_app and os.getppid() != args.parent_pid  # noqa: E731
     stop = lambda: build.stop_requested() or server_gone()  # noqa: E731
     try:
+        if by_the_app:
+            build = embedding.map_build(args.checkpoint, args.split)
         try:
             cached = embedding.load_cached(args.checkpoint, args.split, args.data_dir)
         except CacheDamaged as damaged:  # already moved aside: build it as if there were none
@@ -38,9 +41,13 @@ def run_embed_command(args: argparse.Namespace) -> int:
             cached = None
         result = cached
         if result is None:
-            build = embedding.map_build(args.checkpoint, args.split)
-            embedding.write_status(args.checkpoint, args.split, state="queued", pid=os.getpid(), progress=0.0,
-                                   message="waiting for a free training slot")
+            if not by_the_app:  # run by hand: a job of its own, unless the app's build of this map runs
+                build = embedding.map_build(args.checkpoint, args.split)
+                if build.status_path.exists() and build.current_status().get("state") in ACTIVE_STATES:
+                    raise RuntimeError("another build of this map is running; wait for it, or stop it first")
+                build.status_path.parent.mkdir(parents=True, exist_ok=True)
+                build.update_status(replace=True, **new_status(progress=0.0))
+            build.update_status(state="queued", pid=os.getpid(), message="waiting for a free training slot")
             # A map build is as heavy as training on a small machine: it takes one of the slots.
             slot = slots.acquire(default_runs_dir(), slots.max_jobs(), holder=f"map of {args.checkpoint}",
                                  should_stop=stop,
@@ -48,33 +55,31 @@ def run_embed_command(args: argparse.Namespace) -> int:
                                                       sys.stderr))
             if slot is None:
                 raise embedding.BuildStopped()
-            embedding.write_status(args.checkpoint, args.split, state="running", started_at=time.time(),
-                                   message="starting")
+            build.update_status(state="running", started_at=time.time(), message="starting")
 
             def progress(fraction: float, text: str) -> None:
                 if stop():
                     raise embedding.BuildStopped()
                 filled = int(30 * fraction)
                 _say(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}% {text:32}", sys.stderr, end="")
-                embedding.write_status(args.checkpoint, args.split, progress=round(fraction, 3), message=text)
+                build.update_status(progress=round(fraction, 3), message=text)
 
             result = embedding.build_map(args.checkpoint, args.data_dir, args.split, progress)
             _say("", sys.stderr)
-            embedding.write_status(args.checkpoint, args.split, state="finished", ended_at=time.time(), progress=1.0,
-                                   message="done")
+        if build is not None:  # built now, or (queued by the app) found built already
+            build.update_status(state="finished", ended_at=time.time(), progress=1.0, message="done")
     except (embedding.BuildStopped, KeyboardInterrupt):
         if server_gone():
-            _record_end(embedding, args, **interrupted(SERVER_STOPPED, "Build the map again to see it."))
+            _record_end(build, **interrupted(SERVER_STOPPED, "Build the map again to see it."))
         else:
-            _record_end(embedding, args, state="cancelled", message="Stopped on request.")
+            _record_end(build, state="cancelled", message="Stopped on request.")
         _say("\nstopped on request", sys.stderr)
         _say(json.dumps({"path": None, "error": "stopped on request"}), sys.stdout)
         return 130
     except Exception as error:  # noqa: BLE001 - a missing checkpoint or dataset, a full disk, a bug: the page must learn
-        message = str(error) if isinstance(error, (OSError, ValueError, CheckpointError)) else (
+        message = str(error) if isinstance(error, (OSError, ValueError, RuntimeError, CheckpointError)) else (
             f"{type(error).__name__}: {error}")
-        if build is not None:  # its status says why, even when the disk is too full for build.log to hold it
-            _record_end(embedding, args, state="failed", message=message)
+        _record_end(build, state="failed", message=message)  # said there even when build.log cannot hold it
         _say(f"\nerror: {message}", sys.stderr)
         _say(json.dumps({"path": None, "error": message}), sys.stdout)
         return 1
@@ -95,8 +100,11 @@ def _say(text: str, stream, end: str = "\n") -> None:
         pass
 
 
-def _record_end(embedding, args: argparse.Namespace, **fields) -> None:
+def _record_end(build, **fields) -> None:
+    """Record how the build ended, when this command is recording one (best effort: the JSON line says it too)."""
+    if build is None:
+        return
     try:
-        embedding.write_status(args.checkpoint, args.split, **{"ended_at": time.time(), **fields})
-    except (OSError, ValueError):
+        build.update_status(**{"ended_at": time.time(), **fields})
+    except OSError:
         pass
