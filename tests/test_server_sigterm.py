@@ -9,6 +9,7 @@ stopped. Also: mnist_core.shutdown's deadline and exit on their own, in small pr
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -135,7 +136,10 @@ def test_sigterm_ends_the_server_and_a_running_job_is_recorded_interrupted(tmp_p
             return False
 
         assert wait_for(healthy, 60), f"the server did not start:\n{log_path.read_text()[-3000:]}"
-        measured = asyncio.run(_start_training_then_stop(url, server, runs_dir))
+        # In a thread of its own: in the full suite the browser tests' Playwright keeps an event loop
+        # running in this thread, and asyncio.run refuses to start a second one here.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            measured = pool.submit(asyncio.run, _start_training_then_stop(url, server, runs_dir)).result()
         print(f"\nSIGTERM -> server exited: {measured['seconds']:.2f} s (exit code {server.returncode})")
         assert measured["exited"], f"the server was still running 60 s after SIGTERM:\n{log_path.read_text()[-3000:]}"
         # Not killed by a signal (an abort in the interpreter's teardown was -6); 1 is the deadline's exit.
