@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-CONNECT_GIVE_UP_SECONDS = 30.0  # how long a named cluster may take to answer before we give up
+CONNECT_GIVE_UP_SECONDS = 25.0  # a named cluster that has not answered by then fails the job: with the
+# process's own start (Python, PyTorch, Ray: 3-4 s here), a person hears within 30 s
 CONNECT_SECONDS_ENV = "MNIST_RAY_CONNECT_SECONDS"  # overrides it (tests use a few seconds)
 POLL_SECONDS = 0.25  # how often the wait asks `should_stop`
 ATTEMPT_SECONDS = 5.0  # one TCP connection attempt at most (a slow link's handshake)
