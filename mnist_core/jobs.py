@@ -404,3 +404,30 @@ class _Standby:
         self.channel.close()
         if self.process.poll() is None:  # it holds no job and no slot: nothing is lost by ending it now
             self.process.terminate()
+
+
+_server_runner: tuple[tuple, JobRunner] | None = None
+_server_runner_lock = threading.Lock()
+
+
+def server_runner(policy: JobPolicy) -> JobRunner:
+    """The one JobRunner of this server process, for its runs folder (`MNIST_RUNS_DIR`) and `policy`.
+
+    Kept here, not in a Streamlit cache: any client may ask Streamlit to clear its caches, and a
+    cached runner would then be built again, with a second standby worker beside the first and the
+    queue forgotten. A new runner is made only when its settings change (the tests' runs folders);
+    the old one is closed then. When the server stops, the runner closes (mnist_core.shutdown)."""
+    global _server_runner
+    from mnist_core import shutdown
+
+    key = (str(default_runs_dir().resolve()), os.environ.get("MNIST_DATA_DIR", ""),
+           os.environ.get("MNIST_STANDBY_WORKER", ""), os.environ.get("MNIST_JOB_BACKEND", ""), policy)
+    with _server_runner_lock:
+        if _server_runner is not None and _server_runner[0] == key:
+            return _server_runner[1]
+        if _server_runner is not None:
+            _server_runner[1].close()
+        runner = JobRunner(policy=policy)
+        shutdown.on_stop(runner.close)
+        _server_runner = (key, runner)
+        return runner

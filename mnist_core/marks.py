@@ -146,7 +146,7 @@ class LeaveOut(NamedTuple):
         shown = ", ".join(str(i) for i in self.outside[:10]) + (", …" if len(self.outside) > 10 else "")
         many = len(self.outside) != 1
         return (f"{len(self.outside):,} mark{'s' if many else ''} point{'' if many else 's'} at "
-                f"image{'s' if many else ''} that {'are' if many else 'is'} not in the {dataset} training set "
+                f"{'images' if many else 'an image'} that {'are' if many else 'is'} not in the {dataset} training set "
                 f"({shown}); {'they are' if many else 'it is'} ignored. The training set has {count:,} images "
                 f"(0–{count - 1:,}); the marks are in {MARKS_FOLDER}/{marks_path(dataset, 'train', runs_dir).name} "
                 f"in the runs folder.")

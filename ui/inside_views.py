@@ -146,9 +146,13 @@ def current_map(checkpoint: Path, data_dir: str | None) -> EmbeddingMap | None:
     return stored_map(str(checkpoint), file_key(checkpoint)[1:], (stat.st_mtime_ns, stat.st_size), data_dir)
 
 
-@st.cache_resource(show_spinner=False)
+# One thread for the server's previews, made once per process: not in Streamlit's resource cache,
+# which any client can clear, and each clearing would leave another thread behind.
+_PREVIEWS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="map-preview")
+
+
 def preview_worker() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="map-preview")
+    return _PREVIEWS
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

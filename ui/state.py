@@ -14,7 +14,7 @@ from streamlit.runtime import RuntimeState
 
 from mnist_core import shutdown
 from mnist_core.inference import DEFAULT_MODEL_PATH, resolve_checkpoint
-from mnist_core.jobs import JobRunner
+from mnist_core.jobs import JobRunner, server_runner
 from mnist_core.listing import run_jobs
 from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir
 from ui.hosted import job_policy
@@ -23,15 +23,13 @@ SELECTED_MODEL = "selected_model"
 DEFAULT = "default"
 
 
-@st.cache_resource(show_spinner=False)
 def runner() -> JobRunner:
     """The server's one job runner, shared by every browser session (it is thread-safe).
 
-    It enforces the hosted demo's limits itself, whoever calls it. When the server stops, its
-    standby worker goes at once; running jobs are left alone (see `end_promptly_when_stopped`)."""
-    job_runner = JobRunner(policy=job_policy())
-    shutdown.on_stop(job_runner.close)
-    return job_runner
+    It enforces the hosted demo's limits itself, whoever calls it. It lives in mnist_core, not in
+    Streamlit's resource cache, which any client can clear (`jobs.server_runner`). When the server
+    stops, its standby worker goes at once; running jobs are left alone (see `end_promptly_when_stopped`)."""
+    return server_runner(job_policy())
 
 
 def end_promptly_when_stopped() -> None:
