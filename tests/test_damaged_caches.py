@@ -228,7 +228,9 @@ def test_a_damaged_preview_is_made_again(model, tiny_data_dir):
     assert not preview_path.exists() and preview_path.with_name(preview_path.name + ".damaged").is_file()
 
 
-def test_the_embed_command_builds_a_damaged_map_again_and_says_so(model, tiny_data_dir, capsys):
+def test_the_embed_command_builds_a_damaged_map_again_and_says_so(model, tiny_data_dir, capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))  # where the build takes its training slot
     cut_off(embedding.map_path(model))
     code = main(["embed", str(model), "--data-dir", str(tiny_data_dir)])
     out, err = capsys.readouterr()

@@ -193,7 +193,8 @@ def test_the_embed_command_builds_then_reuses_the_map(trained, tiny_data_dir, tm
     command = [sys.executable, "-m", "mnist_core", "embed", str(copy), "--data-dir", str(tiny_data_dir)]
     results = []
     for _ in range(2):
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "MNIST_RUNS_DIR": str(tmp_path / "runs")})  # its training slot
         assert done.returncode == 0, done.stderr
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first, second = results
