@@ -268,11 +268,11 @@ def test_which_addresses_get_a_tcp_check(address, target):
 
 def test_the_give_up_time_can_be_set(monkeypatch):
     monkeypatch.delenv(ray_address.CONNECT_SECONDS_ENV, raising=False)
-    assert ray_address.connect_give_up_seconds() == ray_address.CONNECT_GIVE_UP_SECONDS == 30
+    assert ray_address.connect_give_up_seconds() == ray_address.CONNECT_GIVE_UP_SECONDS == 25
     monkeypatch.setenv(ray_address.CONNECT_SECONDS_ENV, "2.5")
     assert ray_address.connect_give_up_seconds() == 2.5
     monkeypatch.setenv(ray_address.CONNECT_SECONDS_ENV, "soon")
-    assert ray_address.connect_give_up_seconds() == 30
+    assert ray_address.connect_give_up_seconds() == 25
 
 
 def test_a_listening_port_counts_as_an_answer():
