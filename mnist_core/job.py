@@ -11,26 +11,30 @@ Each keeps a small JSON status file, and every kind reads and writes it here, on
     server     {"pid", "pid_started"} of the process that created the job
     owner      who started it
 
-- **Writing** (`write_status`) merges the new fields into the stored ones and replaces the
-  file atomically. With the disk full no new file can be made, so the small file is then
-  rewritten in place: a job's final state must be recorded, or it would read as running forever.
+- **Writing** (`write_status`) reads the stored status afresh, merges the new fields and
+  replaces the file atomically. With the disk full no new file can be made, so the file is then
+  rewritten in place (up to the blocks it already owns): a job's final state must be recorded,
+  or it would read as running forever. `only_if` writes only over the given states, so a reader
+  recording "interrupted" never undoes an end the job recorded a moment before.
 - **Liveness** (`is_alive`) is the pid *and* its process's start time. Process ids are reused:
   a pid alone can name some unrelated process that started later, and the job would then read
   as running forever.
 - **A vanished process** (`live_status`) is recorded as "interrupted", with the reason as far
-  as a reader can tell it: the server stopped, or the worker was killed. "Stopped on request"
-  is written only when a person asked (the STOP file, Ctrl-C).
+  as a reader can tell it: the server stopped, or its process was killed or crashed. A process
+  that ended while its starter watched is recorded by `record_unexpected_end`, with its exit
+  code. "Stopped on request" is written only when a person asked (the STOP file, Ctrl-C).
 - **Events** (`JobFolder.record`) go one path for local and Ray jobs alike: appended to
   events.jsonl whole, and the status follows the events (the device once training starts, the
   final state when the outcome arrives).
-- **Starting** (`start_process`) is one way for the worker, the sweep driver and the map build:
-  a fresh interpreter, its output in a log file beside the job, lower CPU priority (`nice`),
-  and a training slot handed over where it holds one (`mnist_core.slots`).
-- **Stopping** is a STOP file in the job's folder (`request_stop`), which the job polls.
+- **Starting** (`start_process`) is one way for the worker, the standby worker, the sweep driver
+  and the map build: a fresh interpreter in a session of its own, its output in a log file
+  beside the job, lower CPU priority (`nice`), and a training slot handed over where it holds
+  one (`mnist_core.slots`).
+- **Stopping** is a STOP file beside the job (`request_stop`), which the job polls.
 
-Status files are read through a small cache keyed by the file's identity (inode, size and
-modification time), so a page that lists every job reads each status file once per change,
-not once per look.
+Ended jobs' status files are read through a small cache keyed by the file's identity (inode,
+size and modification time), so a page that lists every job reads each once per change, not
+once per look; an active job's status, which changes often, is read each time.
 """
 
 from __future__ import annotations
