@@ -316,14 +316,6 @@ def building_status(checkpoint: str | Path | None, split: str = "test") -> dict 
 _builders: dict[Path, subprocess.Popen] = {}  # the builds this process started, by status file
 
 
-def write_status(checkpoint: str | Path | None, split: str, **fields) -> dict:
-    """Record the build's progress or end in its status (the job model's one way: atomic, and in
-    place when the disk is full)."""
-    build = map_build(checkpoint, split)
-    build.status_path.parent.mkdir(parents=True, exist_ok=True)
-    return build.update_status(**fields)
-
-
 def start_build(checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
                 owner: str = "") -> MapBuild:
     """Build the map in a background job (`python -m mnist_core embed`), unless one already runs.

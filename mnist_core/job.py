@@ -190,7 +190,6 @@ class ParsedFiles:
         self._keep = keep
         self._entries: OrderedDict[Path, tuple[tuple, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self.reads = 0  # files actually opened and parsed (tests count them)
 
     def get(self, path: Path) -> Any:
         """The parsed value (shared: do not modify it); raises what `parse` or `stat` raises."""
@@ -201,7 +200,6 @@ class ParsedFiles:
             if found is not None and found[0] == key:
                 self._entries.move_to_end(path)
                 return found[1]
-            self.reads += 1
         value = self._parse(path)
         if not self._keep(value):
             return value
@@ -240,11 +238,6 @@ def read_status(path: Path) -> dict[str, Any]:
         return {"state": DAMAGED, "message": f"its {Path(path).name} cannot be read"}
     except StatusDamaged as error:
         return {"state": DAMAGED, "message": str(error)}
-
-
-def status_reads() -> int:
-    """How many status files have been opened and parsed so far in this process (for tests)."""
-    return _statuses.reads
 
 
 def _json_bytes(values: dict[str, Any]) -> bytes:

@@ -181,8 +181,8 @@ def test_without_a_map_the_page_offers_to_build_it(unmapped_model, monkeypatch):
 
 def test_while_the_map_is_built_a_progress_bar_and_then_a_preview_show(unmapped_model):
     # This process stands in for the builder: its pid is alive, and so the build is.
-    embedding.write_status(unmapped_model, "test", state="running", pid=os.getpid(), progress=0.4,
-                           message="t-SNE, iteration 300")
+    embedding.map_build(unmapped_model).update_status(state="running", pid=os.getpid(), progress=0.4,
+                                                      message="t-SNE, iteration 300")
     app = open_page()
     progress = app.get("progress")
     assert len(progress) == 1 and "t-SNE, iteration 300" in progress[0].proto.text
@@ -198,7 +198,7 @@ def test_while_the_map_is_built_a_progress_bar_and_then_a_preview_show(unmapped_
 
 
 def test_a_failed_build_is_explained_and_can_be_retried(unmapped_model):
-    embedding.write_status(unmapped_model, "test", state="failed", message="no room on the disk")
+    embedding.map_build(unmapped_model).update_status(state="failed", message="no room on the disk")
     app = open_page()
     assert "no room on the disk" in app.warning[0].value
     assert any(button.label.startswith("Build the map") for button in app.button)
