@@ -1,4 +1,4 @@
-"""MNIST CNN Studio: page config and navigation over the three pages.
+"""MNIST CNN Studio: page config and navigation over the four pages.
 
 The navigation goes out first and the slow imports (PyTorch, through the sidebar) come after it,
 so even the first visitor of a freshly started server sees the app's menu at once; see
@@ -12,9 +12,12 @@ from ui.shell import app_navigation, inside_app
 st.set_page_config(page_title="MNIST CNN Studio", page_icon=":material/draw:", layout="wide")
 page = app_navigation()
 with st.spinner("Starting up…"):  # shown only when it takes a while: the first run loads PyTorch
+    from ui.hosted import keep_visitor_cookie
     from ui.sidebar import show_sidebar
     from ui.state import end_promptly_when_stopped
 end_promptly_when_stopped()  # SIGTERM ends the server within seconds (mnist_core/shutdown.py)
 show_sidebar()
+with st.sidebar:
+    keep_visitor_cookie()  # a hosted demo's visitor keeps their identity across reloads and tabs
 with inside_app():
     page.run()

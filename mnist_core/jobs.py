@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_core import slots
 from mnist_core.audit import AuditSpec, create_audit
@@ -37,18 +38,35 @@ from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing, is_present, missing_message
 from mnist_core.events import Event, Failed
-from mnist_core.job import SERVER_STOPPED, final_status, interrupted, python_module, start_process
+from mnist_core.job import (
+    ACTIVE_STATES,
+    AUDIT_JOB,
+    MAP,
+    RUN,
+    SERVER_STOPPED,
+    SWEEP,
+    final_status,
+    interrupted,
+    python_module,
+    start_process,
+)
+from mnist_core.listing import list_jobs
 from mnist_core.policy import JobPolicy
 from mnist_core.runs import Run, create_run, default_runs_dir
 from mnist_core.storage import explain_write_error
 from mnist_core.sweep import Sweep, SweepSpec, create_sweep, ray_problem
 from mnist_core.train import FitResult, fit
+from mnist_core.visitors import Visitor
+
+if TYPE_CHECKING:
+    from mnist_core.embedding import MapBuild
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 STANDBY_RETRY_SECONDS = 30.0
 STATUS_EVERY_SECONDS = 0.25
+LOCAL = Visitor.local()
 
 
 class RayMissing(RuntimeError):
@@ -158,11 +176,21 @@ class JobRunner:
         """Queue a label audit: a job like a training run (the same queue, slots and quotas),
         whose run folder has kind "audit". Raises as `submit` does."""
         spec.validate()
-        return self._enqueue(spec.config, owner, lambda: create_audit(spec, self.runs_dir, owner=owner))
+        return self._enqueue(spec.config, owner, lambda: create_audit(spec, self.runs_dir, owner=owner), AUDIT_JOB)
 
-    def _enqueue(self, config: TrainConfig, owner: str, create: Callable[[], Run]) -> Run:
+    def submit_map(self, checkpoint: str | Path | None, data_dir: str | Path | None = None, split: str = "test",
+                   owner: str = "") -> MapBuild:
+        """Build a checkpoint's map in the background (`embedding.start_build`): a job under the same
+        quotas as the rest, which waits for a training slot. Raises QuotaExceeded, OSError."""
+        from mnist_core import embedding  # its t-SNE library: only when a map is asked for
+
+        with self._lock:
+            self.policy.check(None, owner, self._active_jobs(), MAP)
+            return embedding.start_build(checkpoint, data_dir or self.data_dir, split, owner=owner)
+
+    def _enqueue(self, config: TrainConfig, owner: str, create: Callable[[], Run], kind: str = RUN) -> Run:
         with self._lock:  # one check-and-create at a time, so two quick clicks cannot both pass a quota
-            self.policy.check(config, owner, self._active_owners(), len(self._queue))
+            self.policy.check(config, owner, self._active_jobs(), kind)
             if not is_present(config.dataset, self.data_dir):
                 raise DatasetMissing(missing_message(config.dataset, self.data_dir))
             run = create()
@@ -177,7 +205,7 @@ class JobRunner:
         forbids it, RayMissing without Ray Tune, DatasetMissing, StorageError."""
         spec.validate()
         with self._lock:
-            self.policy.check_sweep(spec, owner, self._active_owners(), len(self._queue))
+            self.policy.check_sweep(spec, owner, self._active_jobs())
             missing = ray_problem()
             if missing:
                 raise RayMissing(missing)
@@ -195,12 +223,16 @@ class JobRunner:
             self._sweeps[sweep.id] = (sweep, process)
         return sweep
 
-    def cancel_sweep(self, sweep: Sweep) -> None:
-        """Stop every trial of a sweep (running ones within a step) and the trials still to come."""
+    def cancel_sweep(self, sweep: Sweep, by: Visitor = LOCAL) -> None:
+        """Stop every trial of a sweep (running ones within a step) and the trials still to come.
+        Raises NotYours when `by` may not stop it (a hosted demo's other visitor)."""
+        by.require(sweep.status().get("owner", ""), "stop this sweep")
         sweep.request_stop()
 
-    def cancel(self, run: Run) -> None:
-        """Stop a queued or running job; a running one stops within one training step."""
+    def cancel(self, run: Run, by: Visitor = LOCAL) -> None:
+        """Stop a queued or running job; a running one stops within one training step.
+        Raises NotYours when `by` may not stop it (a hosted demo's other visitor)."""
+        by.require(run.status().get("owner", ""), "stop this job")
         with self._lock:
             if run in self._queue:
                 self._queue.remove(run)
@@ -221,15 +253,20 @@ class JobRunner:
         with self._lock:
             return len(self._queue)
 
-    def start_problem(self, owner: str) -> str | None:
-        """Why `owner` may not start a job now under the policy, or None (for the page, before Start)."""
+    def start_problem(self, owner: str, kind: str = RUN) -> str | None:
+        """Why `owner` may not start a job of `kind` now under the policy, or None (for the page, before Start)."""
         with self._lock:
-            return self.policy.start_problem(owner, self._active_owners(), len(self._queue))
+            return self.policy.start_problem(owner, self._active_jobs(), kind)
 
-    def _active_owners(self) -> list[str]:  # called with the lock held
-        runs = [run for run, _ in self._running.values()] + self._queue
-        sweeps = [sweep for sweep, process in self._sweeps.values() if process.poll() is None]
-        return [run.status().get("owner", "") for run in runs] + [sweep.status().get("owner", "") for sweep in sweeps]
+    def _active_jobs(self) -> list[tuple[str, str]]:  # called with the lock held
+        """(kind, owner) of every queued or running job in the runs folder, whoever started it (this
+        server, another one, the CLI); a sweep's trials count as their sweep. Only a policy with
+        limits needs them, so a private install never lists its runs folder here."""
+        if not self.policy.limited:
+            return []
+        entries = list_jobs(self.runs_dir, (RUN, SWEEP, AUDIT_JOB, MAP))
+        return [(entry.kind, entry.status.get("owner", "")) for entry in entries
+                if entry.status.get("state") in ACTIVE_STATES]
 
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:

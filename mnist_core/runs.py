@@ -55,6 +55,7 @@ from mnist_core.job import (
     write_json,
 )
 from mnist_core.storage import StorageError, explain_write_error
+from mnist_core.visitors import Visitor
 
 __all__ = ["ACTIVE_STATES", "DAMAGED", "ENDED_STATES", "write_json"]  # re-exported: the job model's words
 
@@ -62,6 +63,7 @@ SWEEPS_FOLDER = "sweeps"  # runs/sweeps/ holds the sweeps' own folders (mnist_co
 MARKS_FOLDER = "label-marks"  # runs/label-marks/ holds the label audit's verdicts (mnist_core.marks)
 EMBEDDINGS_FOLDER = "embeddings"  # maps of checkpoints whose own folder is read-only (mnist_core.embedding)
 NOT_RUNS = (SWEEPS_FOLDER, MARKS_FOLDER, EMBEDDINGS_FOLDER)
+LOCAL = Visitor.local()  # a private install's user: may change anything
 AUDIT = "audit"  # the status "kind" of a label audit's run folder (mnist_core.audit)
 
 
@@ -191,9 +193,11 @@ class DeleteError(OSError):
     """A run folder could not be removed; the run is still listed and can be deleted again."""
 
 
-def delete_run(run: Run) -> None:
-    """Remove a run that is not training. Raises RuntimeError for an active run, DeleteError when
-    the folder cannot be removed (then the run stays listed, as a damaged run if part of it went)."""
+def delete_run(run: Run, by: Visitor = LOCAL) -> None:
+    """Remove a run that is not training. Raises NotYours when `by` may not (a hosted demo's other
+    visitor), RuntimeError for an active run, DeleteError when the folder cannot be removed (then
+    the run stays listed, as a damaged run if part of it went)."""
+    by.require(run.status().get("owner", ""), f"delete run {run.id}")
     if run.alive():
         raise RuntimeError(f"run {run.id} is still {run.status().get('state')}; stop it before deleting it")
     # Rename first so a half-deleted folder is never listed as a whole run.
@@ -209,6 +213,14 @@ def delete_run(run: Run) -> None:
         except OSError:
             pass
         raise DeleteError(f"Could not delete all of run {run.id} ({failures[0]}). What is left is still listed.")
+
+
+def settings_to_reuse(run: Run, by: Visitor = LOCAL) -> TrainConfig:
+    """The run's settings, to start a new run from them. Raises NotYours when `by` may not (on a
+    hosted demo a visitor reuses only their own runs: their settings can name images left out by
+    that visitor's own label marks), RunDamaged when the settings cannot be read."""
+    by.require(run.status().get("owner", ""), f"reuse the settings of run {run.id}")
+    return run.config
 
 
 def _remove_tree(folder: Path) -> list[str]:

@@ -8,7 +8,7 @@ from mnist_core.jobs import RayMissing
 from mnist_core.policy import QuotaExceeded
 from ui.dataset import dataset_ready
 from ui.history import run_history
-from ui.hosted import session_id
+from ui.hosted import visitor
 from ui.live_run import live_run_panel, watch
 from ui.shell import require_app_shell
 from ui.state import runner
@@ -24,7 +24,7 @@ with single:
     form, live = st.columns([1, 2.2], gap="large")
     with form:
         config, problems = hyperparameters_ui(runner().policy)
-        busy = runner().start_problem(session_id())
+        busy = runner().start_problem(visitor().id)
         if busy:
             st.info(busy, icon=":material/hourglass_top:")
         if runner().problem:
@@ -39,7 +39,7 @@ with single:
             help="Fix the settings marked in red first." if problems else None,
         ):
             try:
-                run = runner().submit(config, owner=session_id())
+                run = runner().submit(config, owner=visitor().id)
             except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
                 st.error(f"Could not start: {error}", icon=":material/error:")
             else:

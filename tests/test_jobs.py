@@ -131,13 +131,32 @@ def test_hosted_limits_are_enforced_by_the_runner_itself(tiny_data_dir, runs_dir
     with pytest.raises(QuotaExceeded, match="one job per visitor"):
         runner.submit(QUICK, owner="visitor-1")
     assert runner.start_problem("visitor-1") and runner.start_problem("visitor-2") is None
-    others = [runner.submit(SLOW.replace(epochs=5), owner=f"visitor-{n}") for n in range(2, 10)]  # 8 waiting
-    with pytest.raises(QuotaExceeded, match="8 jobs are waiting"):
+    others = [runner.submit(SLOW.replace(epochs=5), owner=f"visitor-{n}") for n in range(2, 9)]  # 8 in all
+    with pytest.raises(QuotaExceeded, match="8 jobs are queued or running"):
         runner.submit(QUICK, owner="visitor-99")
     assert {r.id for r in list_runs(runs_dir)} == {first.id, *(r.id for r in others)}  # no folder for refusals
     for run in [*others, first]:
         runner.cancel(run)
     assert wait_for(lambda: first.status()["state"] == "cancelled", timeout=30)
+
+
+def test_the_server_wide_cap_counts_every_kind_and_heavy_jobs_go_one_at_a_time(tiny_data_dir, runs_dir):
+    from mnist_core.audit import AuditSpec
+
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False, policy=JobPolicy.hosted())
+    training = runner.submit(SLOW.replace(epochs=5), owner="visitor-1")
+    audit = runner.submit_audit(AuditSpec(config=QUICK, folds=2), owner="visitor-2")  # waits for the slot
+    assert runner.start_problem("visitor-3") is None  # another training run may queue
+    for kind in ("sweep", "audit", "map"):  # but no second heavy job, whoever asks
+        assert "one at a time" in runner.start_problem("visitor-3", kind)
+    with pytest.raises(QuotaExceeded, match="one at a time"):
+        runner.submit_map("default", owner="visitor-3")
+    with pytest.raises(QuotaExceeded, match="one at a time"):
+        runner.submit_audit(AuditSpec(config=QUICK, folds=2), owner="visitor-3")
+    runner.cancel(audit)
+    assert runner.start_problem("visitor-3", "audit") is None  # the audit's end frees its place
+    runner.cancel(training)
+    assert wait_for(lambda: training.status()["state"] == "cancelled", timeout=30)
 
 
 def test_a_standby_worker_takes_the_next_job_with_its_slot_and_a_new_one_waits_after(tiny_data_dir, runs_dir):

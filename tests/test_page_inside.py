@@ -168,7 +168,8 @@ def test_look_inside_a_clicked_image_switches_to_it_even_from_the_drawing(mapped
 
 def test_without_a_map_the_page_offers_to_build_it(unmapped_model, monkeypatch):
     started = []
-    monkeypatch.setattr(embedding, "start_build", lambda path, data_dir, owner: started.append((path, data_dir, owner)))
+    monkeypatch.setattr(embedding, "start_build",
+                        lambda path, data_dir, split, owner: started.append((path, data_dir, owner)))
     app = open_page()
     assert map_figure(app) is None
     assert len(app.get("plotly_chart")) == 1  # the strip's probabilities only

@@ -140,7 +140,7 @@ def test_the_hosted_policy_caps_sweeps_and_a_setting_turns_them_off():
     assert "turned off" in JobPolicy.hosted(sweeps=False).sweep_problem(four)
     assert JobPolicy().sweep_problem(five) is None
     with pytest.raises(QuotaExceeded, match="one job per visitor"):  # a sweep counts as the visitor's job
-        hosted.check_sweep(four, "me", ["me"], 0)
+        hosted.check_sweep(four, "me", [("run", "me")])
 
 
 def test_importing_mnist_core_or_the_sweep_module_does_not_import_ray():

@@ -8,9 +8,19 @@ from pathlib import Path
 import streamlit as st
 
 from mnist_core.listing import run_jobs, runs_of
-from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, Run, RunSummary, delete_run, summarize
+from mnist_core.runs import (
+    ACTIVE_STATES,
+    ENDED_STATES,
+    Run,
+    RunDamaged,
+    RunSummary,
+    delete_run,
+    settings_to_reuse,
+    summarize,
+)
+from mnist_core.visitors import NotYours
 from ui.charts import compare_figures
-from ui.hosted import may_delete
+from ui.hosted import NOT_YOURS_HELP, may_change, visitor
 from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch
 from ui.state import runner
 from ui.train_form import load_into_form
@@ -113,9 +123,15 @@ def _actions(run: Run, summary: RunSummary) -> None:
     if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=no_curves):
         watch(run)
         st.rerun()
-    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=no_curves):
-        load_into_form(summary.config)
-        st.rerun()
+    mine = may_change(summary.owner)  # on a shared demo: reuse and delete only your own runs
+    if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=no_curves or not mine,
+                    help=None if mine else NOT_YOURS_HELP):
+        try:
+            load_into_form(settings_to_reuse(run, by=visitor()))
+        except (NotYours, RunDamaged) as error:
+            st.error(str(error), icon=":material/block:")
+        else:
+            st.rerun()
     if run.has_checkpoint() and not summary.damaged:
         try:
             checkpoint = run.checkpoint_path.read_bytes()
@@ -127,17 +143,16 @@ def _actions(run: Run, summary: RunSummary) -> None:
                                      icon=":material/download:", width="stretch")
         if summary.state in ENDED_STATES:
             open_in_buttons(run, key="history")
-    if summary.state in ACTIVE_STATES or not may_delete(run):
-        reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else (
-            "In this shared demo only the visitor who started a run can delete it.")
+    if summary.state in ACTIVE_STATES or not mine:
+        reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else NOT_YOURS_HELP
         delete.button("Delete", icon=":material/delete:", disabled=True, width="stretch", help=reason)
         return
     with delete.popover("Delete", icon=":material/delete:", width="stretch"):
         st.write(f"Delete run **{run.id}** and its checkpoint? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key=f"confirm_delete_{run.id}"):
             try:
-                delete_run(run)
-            except (OSError, RuntimeError) as error:
+                delete_run(run, by=visitor())
+            except (OSError, RuntimeError, NotYours) as error:
                 st.error(str(error))
             else:
                 st.toast(f"Deleted run {run.id}")

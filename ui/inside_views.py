@@ -29,10 +29,12 @@ from mnist_core.embedding import EmbeddingMap
 from mnist_core.inference import file_key, load_model, one_thread, resolve_checkpoint
 from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
 from mnist_core.job import ACTIVE_STATES
+from mnist_core.policy import QuotaExceeded
 from mnist_core.storage import CacheDamaged
 from ui import inside_charts as charts
-from ui.hosted import session_id
+from ui.hosted import visitor
 from ui.mistakes_charts import thumbnail
+from ui.state import runner
 
 NEAREST_SCALE = 3  # 84-pixel thumbnails: five fit beside the map on a laptop, in a row on a phone
 DETAIL_SCALE = 6  # the clicked image, 168 pixels
@@ -254,8 +256,8 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
 
 def build(path: Path, data_dir: str | None, key: str) -> None:
     try:
-        embedding.start_build(path, data_dir, owner=session_id())  # a job like any other: it has an owner
-    except OSError as error:  # a full or read-only disk: said on the next run, never a traceback
+        runner().submit_map(path, data_dir, owner=visitor().id)  # a job like any other: an owner, quotas, a slot
+    except (OSError, QuotaExceeded) as error:  # a full or read-only disk, a busy demo: said on the next run
         st.session_state[f"{key}_build_error"] = str(error)
 
 

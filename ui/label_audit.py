@@ -32,7 +32,8 @@ from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks,
 from mnist_core.policy import QuotaExceeded
 from mnist_core.runs import ACTIVE_STATES, Run
 from mnist_core.storage import CacheDamaged
-from ui.hosted import may_delete, session_id
+from mnist_core.visitors import NotYours
+from ui.hosted import may_change, visitor
 from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
 from ui.state import DEFAULT, model_label, runner, selected_model
 
@@ -167,7 +168,7 @@ def _progress(run: Run) -> None:
         f"Waiting for a free training slot (number {position} in the queue)…" if position else "Starting…"
     )
     st.progress(min(max(float(status.get("progress") or 0.0), 0.0), 1.0), text=text)
-    if may_delete(run):  # on a shared demo only the visitor who started it may stop it
+    if may_change(status.get("owner", "")):  # on a shared demo only the visitor who started it may stop it
         st.button("Stop", icon=":material/stop_circle:", key="audit_stop", on_click=_stop, args=(run,))
     if st.session_state.get(ERROR):
         st.error(st.session_state.pop(ERROR), icon=":material/error:")
@@ -175,8 +176,8 @@ def _progress(run: Run) -> None:
 
 def _stop(run: Run) -> None:
     try:
-        runner().cancel(run)
-    except OSError as error:
+        runner().cancel(run, by=visitor())
+    except (OSError, NotYours) as error:
         st.session_state[ERROR] = f"Could not stop the audit: {error}"
 
 
@@ -188,7 +189,7 @@ def _start_row(spec: AuditSpec, cached: Run | None, job: Run | None) -> None:
             st.error(f"The audit failed. {status.get('message', '')}", icon=":material/error:")
         elif status.get("state") in ("cancelled", "interrupted"):
             st.info(status.get("message") or "The audit was stopped.", icon=":material/stop_circle:")
-    busy = runner().start_problem(session_id())
+    busy = runner().start_problem(visitor().id, AUDIT_JOB)
     missing = not is_present(spec.config.dataset, runner().data_dir)
     text_col, button_col = st.columns([3, 1], vertical_alignment="center")
     if cached is None:
@@ -214,7 +215,7 @@ def _start_row(spec: AuditSpec, cached: Run | None, job: Run | None) -> None:
         st.info(busy, icon=":material/hourglass_top:")
     if clicked:
         try:
-            run = runner().submit_audit(spec, owner=session_id())
+            run = runner().submit_audit(spec, owner=visitor().id)
         except (ConfigError, QuotaExceeded, DatasetMissing, OSError) as error:
             st.error(f"Could not start the audit: {error}", icon=":material/error:")
         else:
@@ -266,8 +267,8 @@ def _results(spec: AuditSpec, run: Run) -> None:
         )
         return
     try:
-        marks = load_marks(dataset, split, runs_dir)
-    except MarksDamaged as error:
+        marks = load_marks(dataset, split, runs_dir, by=visitor())
+    except (MarksDamaged, NotYours) as error:
         st.error(str(error), icon=":material/error:")
         marks = None  # the verdicts cannot be shown or changed, but the ranking still can
     if st.session_state.get(ERROR):
@@ -298,7 +299,7 @@ def _results(spec: AuditSpec, run: Run) -> None:
         }
         download_col.download_button(
             "Download marks as CSV",
-            marks_csv(dataset, split, rows, runs_dir),
+            marks_csv(dataset, split, rows, runs_dir, by=visitor()),
             file_name=f"label-marks-{dataset}-{split}.csv",
             mime="text/csv",
             icon=":material/download:",
@@ -375,8 +376,8 @@ def _card(
 def _on_mark(key: str, index: int, where: tuple, count: int) -> None:
     dataset, split, runs_dir = where
     try:
-        set_mark(dataset, split, index, st.session_state.get(key), runs_dir, count=count)
-    except (ValueError, OSError) as error:  # MarksDamaged and an index outside the split are ValueErrors
+        set_mark(dataset, split, index, st.session_state.get(key), runs_dir, count=count, by=visitor())
+    except (ValueError, OSError, NotYours) as error:  # MarksDamaged and an index outside the split are ValueErrors
         st.session_state[ERROR] = f"The verdict on image {index} was not saved: {error}"
 
 

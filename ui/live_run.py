@@ -15,7 +15,9 @@ from mnist_core.inside import conv_filters
 from mnist_core.job import RUN, TRIAL
 from mnist_core.listing import run_jobs, runs_of
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
+from mnist_core.visitors import NotYours
 from ui.charts import training_loss_figure, validation_figure
+from ui.hosted import may_change, visitor
 from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
 
@@ -76,11 +78,13 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
     if summary.damaged:
         st.error(f"{summary.message} It can be deleted in the run history below.", icon=":material/broken_image:")
         return
-    if state in ACTIVE_STATES and stop.button("Stop", icon=":material/stop_circle:", type="secondary",
-                                              width="stretch", key=f"stop_{run.id}"):
+    # On a shared demo only the visitor who started the run is offered Stop (the runner refuses others).
+    mine = may_change(summary.owner)
+    if state in ACTIVE_STATES and mine and stop.button("Stop", icon=":material/stop_circle:", type="secondary",
+                                                       width="stretch", key=f"stop_{run.id}"):
         try:
-            runner().cancel(run)
-        except OSError as error:
+            runner().cancel(run, by=visitor())
+        except (OSError, NotYours) as error:
             st.error(f"Could not stop the run: {error}")
         else:
             st.toast("Stopping after the current step…")

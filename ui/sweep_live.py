@@ -14,7 +14,8 @@ import streamlit as st
 
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
-from ui.hosted import hosted, session_id
+from mnist_core.visitors import NotYours
+from ui.hosted import may_change, visitor
 from ui.live_run import open_in_buttons
 from ui.state import runner
 from ui.sweep_charts import curves_figure, leaderboard, parcoords_figure
@@ -124,14 +125,13 @@ def _status(sweep: Sweep, spec: SweepSpec, status: dict, summaries: list) -> Non
         f"{', '.join(LABELS.get(name, name).lower() for name in spec.varied) or 'nothing'}**"
         + (" · ASHA" if spec.asha else "")
     )
-    # On a shared demo only the visitor who started a sweep may stop it, as with deleting runs.
-    mine = not hosted() or status.get("owner") == session_id()
-    if state in ACTIVE_STATES and mine and stop.button(
+    # On a shared demo only the visitor who started a sweep may stop it (the runner refuses others).
+    if state in ACTIVE_STATES and may_change(status.get("owner", "")) and stop.button(
         "Stop sweep", icon=":material/stop_circle:", width="stretch", key=f"sweep_stop_{sweep.id}"
     ):
         try:
-            runner().cancel_sweep(sweep)
-        except OSError as error:
+            runner().cancel_sweep(sweep, by=visitor())
+        except (OSError, NotYours) as error:
             st.error(f"Could not stop the sweep: {error}")
         else:
             st.toast("Stopping: running trials stop within a step, the rest never start.")

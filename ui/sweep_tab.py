@@ -11,6 +11,7 @@ import streamlit as st
 
 from mnist_core.config import OPTIMIZERS, PRESETS, ConfigError
 from mnist_core.data import DATASETS, DatasetMissing, is_present
+from mnist_core.job import SWEEP
 from mnist_core.jobs import RayMissing
 from mnist_core.models import MODELS
 from mnist_core.policy import QuotaExceeded
@@ -22,7 +23,7 @@ from mnist_core.sweep import (
     parse_value,
     ray_problem,
 )
-from ui.hosted import session_id
+from ui.hosted import visitor
 from ui.state import runner
 from ui.sweep_live import LABELS, SWEEP_CHOSEN, live_sweep
 
@@ -211,7 +212,7 @@ def _sweep_form() -> int | None:
             icon=":material/extension:",
         )
         st.code(RAY_INSTALL, language="bash")
-    busy = runner().start_problem(session_id())
+    busy = runner().start_problem(visitor().id, SWEEP)
     if busy:
         st.info(busy, icon=":material/hourglass_top:")
     dataset_missing = not is_present(spec.base.dataset)
@@ -232,7 +233,7 @@ def _sweep_form() -> int | None:
         help="Fix the problems marked in red first." if problems else None,
     ):
         try:
-            sweep = runner().submit_sweep(spec, owner=session_id())
+            sweep = runner().submit_sweep(spec, owner=visitor().id)
         except (ConfigError, QuotaExceeded, RayMissing, DatasetMissing, OSError) as error:
             st.error(f"Could not start the sweep: {error}", icon=":material/error:")
         else:

@@ -12,6 +12,8 @@ from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES,
 from mnist_core.marks import VERDICT_LABELS, MarksDamaged, leave_out
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
+from mnist_core.visitors import NotYours
+from ui.hosted import visitor
 from ui.state import runner
 
 CUSTOM = "custom"
@@ -60,14 +62,14 @@ def _leave_out_marked_ui(dataset: str) -> tuple[tuple[int, ...], str | None]:
         return (), None
     also_ambiguous = st.checkbox(f"…and those marked '{ambiguous}'", key="form_exclude_ambiguous")
     try:
-        marked = leave_out(dataset, TRAIN_IMAGES, runner().runs_dir, ambiguous=also_ambiguous)
-    except MarksDamaged as error:
+        marked = leave_out(dataset, TRAIN_IMAGES, runner().runs_dir, ambiguous=also_ambiguous, by=visitor())
+    except (MarksDamaged, NotYours) as error:
         st.error(str(error), icon=":material/error:")
         return (), str(error)
     # Marks written before indices were checked may name no training image. Passed on, they would
     # make the config's `exclude` invalid and grey out Start with no message; they are left out
     # of the list instead, and said so.
-    note = marked.note(dataset, TRAIN_IMAGES, runner().runs_dir)
+    note = marked.note(dataset, TRAIN_IMAGES, runner().runs_dir, by=visitor())
     if note:
         st.warning(note, icon=":material/warning:")
     exclude = marked.indices

@@ -50,10 +50,12 @@ def e2e_data_dir(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, runs_dir: Path, log_path: Path):
-    """`streamlit run app.py` on a free port, healthy and not yet visited by any browser; yields its URL."""
+def running_server(data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool = False):
+    """`streamlit run app.py` on a free port, healthy and not yet visited by any browser; yields its URL.
+    `hosted`: as a shared demo (MNIST_HOSTED=1)."""
     port = _free_port()
-    env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir), "MNIST_HOSTED": ""}
+    env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir),
+           "MNIST_HOSTED": "1" if hosted else ""}
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
