@@ -10,7 +10,6 @@ file that is renamed into place, so a crash never leaves half a file.
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import re
 import warnings
@@ -23,7 +22,7 @@ from torch import nn
 
 from mnist_core.config import ConfigError, TrainConfig
 from mnist_core.models import build_model
-from mnist_core.storage import atomic_write_bytes
+from mnist_core.storage import atomic_write_bytes, display_path
 
 FORMAT = "mnist_core.checkpoint.v1"
 
@@ -57,17 +56,6 @@ DAMAGED = "it is damaged or in a form this app does not know"
 # unpickler "might not support" it and to "file an issue": noise beside our own message.
 warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
 MAX_MESSAGE = 500  # characters: a message quotes settings from the file, and a crafted file must not flood the page
-
-
-def display_path(path: str | Path) -> str:
-    """`path` as shown to users: relative to the current folder when inside it, else the
-    file's parent folder and name (`20261125-183914-seed-200f/checkpoint.pt`), never the
-    server's absolute path, which means nothing in a browser and tells a visitor too much."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return str(absolute.relative_to(Path.cwd()))
-    except (ValueError, OSError):  # outside the current folder, or the current folder is gone
-        return str(Path(absolute.parent.name, absolute.name))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
+from mnist_core.storage import shown_path
+
 DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 # Mean and standard deviation of the training pixels (scaled to 0..1). Training, evaluation
 # and the Draw page all normalise through `normalize`, so they can never disagree.
@@ -106,7 +108,7 @@ def missing_message(dataset: str, data_dir: str | Path | None, reason: str = "")
     files = ", ".join(expected_files(dataset))
     why = f" The download failed: {reason}." if reason else ""
     return (
-        f"{DATASETS[dataset].__name__} is not in {folder.resolve()}.{why} Put the four files "
+        f"{DATASETS[dataset].__name__} is not in {shown_path(folder)}.{why} Put the four files "
         f"{files} (or their .gz versions, unpacked) in that folder, or point MNIST_DATA_DIR "
         f"(or --data-dir) at a folder that holds {DATASETS[dataset].__name__}/raw/."
     )
@@ -211,7 +213,7 @@ def check_files(dataset: str = "mnist", data_dir: str | Path | None = None) -> P
             for path in (images, labels):
                 if _sha256_cached(path) != ORIGINAL_SHA256[dataset][path.name]:
                     raise DatasetCorrupt(
-                        f"{path} differs from the original {DATASETS[dataset].__name__} file (its SHA-256 "
+                        f"{shown_path(path)} differs from the original {DATASETS[dataset].__name__} file (its SHA-256 "
                         f"checksum does not match): it is damaged. {_what_to_do(dataset, path)}"
                     )
     return folder
@@ -240,12 +242,12 @@ def _check_idx_file(path: Path, magic: int, dataset: str) -> int:
     if header[:4] != struct.pack(">I", magic):
         found = f"starts with {header[:4].hex(' ')}" if header else "is empty"
         raise DatasetCorrupt(
-            f"{path} does not start with the IDX header of {a_file}: it should start with the bytes "
+            f"{shown_path(path)} does not start with the IDX header of {a_file}: it should start with the bytes "
             f"{struct.pack('>I', magic).hex(' ')} but {found}. {_what_to_do(dataset, path)}"
         )
     if len(header) < header_size:
         raise DatasetCorrupt(
-            f"{path} is cut short: it has {size:,} bytes, fewer than the {header_size} bytes of an IDX {kind} "
+            f"{shown_path(path)} is cut short: it has {size:,} bytes, fewer than the {header_size} bytes of an IDX {kind} "
             f"file's header. {_what_to_do(dataset, path)}"
         )
     count = struct.unpack(">I", header[4:8])[0]
@@ -253,14 +255,14 @@ def _check_idx_file(path: Path, magic: int, dataset: str) -> int:
         rows, columns = struct.unpack(">II", header[8:16])
         if (rows, columns) != (IMAGE_SIZE, IMAGE_SIZE):
             raise DatasetCorrupt(
-                f"{path} holds images of {rows}x{columns} pixels, not {IMAGE_SIZE}x{IMAGE_SIZE}: its header is "
+                f"{shown_path(path)} holds images of {rows}x{columns} pixels, not {IMAGE_SIZE}x{IMAGE_SIZE}: its header is "
                 f"damaged or it does not hold {DATASETS[dataset].__name__} images. {_what_to_do(dataset, path)}"
             )
     expected = header_size + count * (IMAGE_SIZE * IMAGE_SIZE if magic == IMAGES_MAGIC else 1)
     if size != expected:
         problem = "is cut short" if size < expected else "is longer than its header says"
         raise DatasetCorrupt(
-            f"{path} {problem}: its header announces {count:,} {kind}s ({expected:,} bytes) but the file has "
+            f"{shown_path(path)} {problem}: its header announces {count:,} {kind}s ({expected:,} bytes) but the file has "
             f"{size:,} bytes. {_what_to_do(dataset, path)}"
         )
     return count
@@ -274,7 +276,7 @@ def _check_label_values(path: Path, dataset: str) -> None:
             len(wrong), f", and {len(wrong) - 1:,} more labels are out of range"
         )
         raise DatasetCorrupt(
-            f"{path} holds the label {labels[wrong[0]]} (at index {wrong[0]:,}{others}); labels go from 0 to 9. "
+            f"{shown_path(path)} holds the label {labels[wrong[0]]} (at index {wrong[0]:,}{others}); labels go from 0 to 9. "
             f"{_what_to_do(dataset, path)}"
         )
 

@@ -18,6 +18,7 @@ from mnist_core.data import normalize
 from mnist_core.models import MODELS
 from mnist_core.preprocess import canvas_to_mnist
 from mnist_core.saliency import integrated_gradients
+from mnist_core.storage import shown_path
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
 # Loaded models, least recently used first. Bounded at MAX_MODELS: the largest model here is a few
@@ -39,7 +40,7 @@ def resolve_checkpoint(spec: str | Path | None = None) -> Path:
         if path.is_dir():
             path = path / "checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {shown_path(path)}")
     return path
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mnist_core.runs import MARKS_FOLDER, default_runs_dir, write_json
+from mnist_core.storage import shown_path
 from mnist_core.visitors import NotYours, Visitor
 
 try:
@@ -110,7 +111,7 @@ def load_marks(dataset: str, split: str, runs_dir: str | Path | None = None, *, 
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise MarksDamaged(f"{path.name} in {path.parent} cannot be read ({type(error).__name__}); "
+        raise MarksDamaged(f"{path.name} in {shown_path(path.parent)} cannot be read ({type(error).__name__}); "
                            f"move it away to start over") from error
 
 

@@ -54,7 +54,7 @@ from mnist_core.job import (
     new_status,
     write_json,
 )
-from mnist_core.storage import StorageError, explain_write_error
+from mnist_core.storage import StorageError, explain_write_error, shown_path
 from mnist_core.visitors import Visitor
 
 __all__ = ["ACTIVE_STATES", "DAMAGED", "ENDED_STATES", "write_json"]  # re-exported: the job model's words
@@ -185,7 +185,7 @@ def get_run(run_id: str, runs_dir: str | Path | None = None) -> Run:
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     path = root / run_id
     if "/" in run_id or run_id.startswith(".") or not path.is_dir():
-        raise FileNotFoundError(f"no run {run_id!r} in {root}")
+        raise FileNotFoundError(f"no run {run_id!r} in {shown_path(root)}")
     return Run(path)
 
 

@@ -6,12 +6,16 @@ the target, so a reader, a crash or a full disk never leaves half a file. `Stora
 turns the operating system's "[Errno 28] No space left on device" (or PyTorch's
 "enforce fail at inline_container.cc") into a sentence that names the folder, says what is
 wrong and what to do.
+
+A message that names a file names it through `shown_path`: in full on a private install, where
+the person can go and look, and never as the server's absolute path on a hosted demo.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -37,6 +41,42 @@ def is_disk_full(error: BaseException) -> bool:
     return False
 
 
+def hosted() -> bool:
+    """Whether this process serves a hosted demo (`MNIST_HOSTED`; ui/hosted.py also sets it from
+    Streamlit's secrets, so the core and every job it starts agree)."""
+    return os.environ.get("MNIST_HOSTED", "").strip().lower() in ("1", "true", "yes")
+
+
+def display_path(path: str | Path) -> str:
+    """`path` without the server's absolute path: relative to the current folder when inside it,
+    else the file's parent folder and name (`20261125-183914-seed-200f/checkpoint.pt`)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except (ValueError, OSError):  # outside the current folder, or the current folder is gone
+        return str(Path(absolute.parent.name, absolute.name))
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` as a message shows it: whole on a private install; on a hosted demo `display_path`,
+    since a server's own paths mean nothing in a visitor's browser and tell a stranger too much."""
+    return display_path(path) if hosted() else str(Path(os.path.abspath(path)))
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def plain_error(error: BaseException) -> str:
+    """An error as a page shows it. An OSError says what went wrong and with which file (no
+    "[Errno 2]"); on a hosted demo any absolute path left in the text is shortened (`display_path`),
+    whatever library wrote the message."""
+    if isinstance(error, OSError) and error.strerror and error.filename and not isinstance(error, StorageError):
+        text = f"{error.strerror}: {shown_path(error.filename)}"
+    else:
+        text = str(error) or type(error).__name__
+    return _ABSOLUTE_PATH.sub(lambda match: display_path(match.group(0)), text) if hosted() else text
+
+
 def free_bytes(folder: Path) -> int | None:
     try:
         return shutil.disk_usage(folder).free
@@ -58,12 +98,12 @@ def explain_write_error(error: BaseException, path: Path, needed_bytes: int | No
     if is_disk_full(error) or short_of_room:
         need = f" {Path(path).name} needs about {_megabytes(needed_bytes)};" if needed_bytes else ""
         left = f" {_megabytes(free)} is free" if free is not None else ""
-        return (f"The disk holding {folder} is full:{need}{left}. Free some space (or point MNIST_RUNS_DIR "
+        return (f"The disk holding {shown_path(folder)} is full:{need}{left}. Free some space (or point MNIST_RUNS_DIR "
                 f"at a roomier folder) and try again; files written earlier are kept.")
     if isinstance(error, OSError) and error.errno in READ_ONLY_ERRNOS:
-        return f"Cannot write in {folder}: {error.strerror.lower()}. Choose a folder this program may write to."
+        return f"Cannot write in {shown_path(folder)}: {error.strerror.lower()}. Choose a folder this program may write to."
     reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-    return f"Could not write {path}: {reason}."
+    return f"Could not write {shown_path(path)}: {reason}."
 
 
 def atomic_write_bytes(path: Path, write: Callable[[IO[bytes]], object], needed_bytes: int | None = None) -> None:

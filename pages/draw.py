@@ -14,6 +14,7 @@ import streamlit as st
 from mnist_core.data import default_data_dir
 from mnist_core.inference import load_model, probabilities, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
+from mnist_core.storage import plain_error
 from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
 from ui.shell import point_to_train, require_app_shell
@@ -78,7 +79,7 @@ def upload_ui() -> np.ndarray | None:
     try:
         return read_image(upload.getvalue())
     except ImageError as error:
-        st.error(str(error), icon=":material/broken_image:")
+        st.error(plain_error(error), icon=":material/broken_image:")
         return None
 
 
@@ -149,7 +150,7 @@ def draw_and_predict(choice: str) -> None:
         path = checkpoint_path(choice)
         model, config = load_model(path, keep_for="draw")  # never evicted by other pages
     except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
-        st.error(f"This model could not be loaded: {error}")
+        st.error(f"This model could not be loaded: {plain_error(error)}")
         return
     dataset = config.dataset
     if dataset != "mnist":

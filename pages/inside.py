@@ -12,6 +12,7 @@ import streamlit as st
 
 from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, default_data_dir, load_split
 from mnist_core.inference import load_model
+from mnist_core.storage import plain_error
 from ui.inside_views import activations_strip, as_uint8, embedding_map, show_picture
 from ui.mistakes_charts import thumbnail
 from ui.shell import point_to_train, require_app_shell
@@ -66,7 +67,7 @@ try:
     path = checkpoint_path(choice)
     model, config = load_model(path)
 except Exception as error:  # noqa: BLE001 - a missing or broken checkpoint is a message, not a traceback
-    st.error(f"This model could not be loaded: {error}")
+    st.error(f"This model could not be loaded: {plain_error(error)}")
     st.stop()
 names, noun = CLASS_NAMES[config.dataset], CLASS_NOUN[config.dataset]
 try:
@@ -75,7 +76,7 @@ except (DatasetMissing, DatasetCorrupt) as error:
     images = labels = None
     if DRAWN not in st.session_state:
         st.info(
-            f"This page needs the test images, or a digit drawn on the Draw page. {error}", icon=":material/cloud_off:"
+            f"This page needs the test images, or a digit drawn on the Draw page. {plain_error(error)}", icon=":material/cloud_off:"
         )
         st.stop()
 

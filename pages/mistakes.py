@@ -17,6 +17,7 @@ from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMiss
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
 from mnist_core.saliency import integrated_gradients
+from mnist_core.storage import plain_error
 from ui import mistakes_charts as charts
 from ui.inside_views import activations_strip
 from ui.label_audit import label_audit_view
@@ -124,13 +125,13 @@ def mistakes_tab() -> None:
             model, config = load_model(path)
             images, _ = load_split(config.dataset, train=False)
     except DatasetMissing as error:
-        st.error(str(error), icon=":material/cloud_off:")
+        st.error(plain_error(error), icon=":material/cloud_off:")
         return
     except DatasetCorrupt as error:
-        st.error(str(error), icon=":material/broken_image:")
+        st.error(plain_error(error), icon=":material/broken_image:")
         return
     except (CheckpointError, FileNotFoundError) as error:
-        st.error(f"This model's checkpoint could not be loaded. {error}", icon=":material/error:")
+        st.error(f"This model's checkpoint could not be loaded. {plain_error(error)}", icon=":material/error:")
         return
 
     names, noun = CLASS_NAMES[config.dataset], CLASS_NOUN[config.dataset]

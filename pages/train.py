@@ -6,6 +6,7 @@ from mnist_core.config import ConfigError
 from mnist_core.data import DatasetMissing
 from mnist_core.jobs import RayMissing
 from mnist_core.policy import QuotaExceeded
+from mnist_core.storage import plain_error
 from ui.dataset import dataset_ready
 from ui.history import run_history
 from ui.hosted import visitor
@@ -41,7 +42,7 @@ with single:
             try:
                 run = runner().submit(config, owner=visitor().id)
             except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
-                st.error(f"Could not start: {error}", icon=":material/error:")
+                st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
             else:
                 watch(run)
                 st.toast(f"Started run {run.id}")

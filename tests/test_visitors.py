@@ -143,3 +143,30 @@ def test_the_policy_counts_every_kind_against_one_cap_whoever_asks():
 def test_the_secret_file_is_not_listed_as_a_run(runs_dir):
     server_secret(runs_dir)
     assert list_runs(runs_dir) == [] and os.listdir(runs_dir) == [".secrets"]
+
+
+def test_a_hosted_visitor_never_reads_a_server_path_in_a_message(tmp_path, monkeypatch):
+    from mnist_core.data import missing_message
+    from mnist_core.marks import MarksDamaged
+    from mnist_core.storage import explain_write_error, plain_error
+
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    monkeypatch.chdir("/")
+    runs_dir = tmp_path / "runs"
+    set_mark("mnist", "train", 1, "wrong", runs_dir, count=60_000)
+    marks_path("mnist", "train", runs_dir).write_text("{")
+    with pytest.raises(MarksDamaged) as damaged:
+        load_marks("mnist", "train", runs_dir)
+    messages = [
+        missing_message("mnist", tmp_path / "data"),
+        explain_write_error(OSError(28, "No space left on device"), runs_dir / "x" / "checkpoint.pt"),
+        explain_write_error(OSError(30, "Read-only file system"), runs_dir / "x" / "status.json"),
+        plain_error(FileNotFoundError(2, "No such file or directory", str(runs_dir / "x" / "events.jsonl"))),
+        plain_error(RuntimeError(f"torch failed on {runs_dir}/x/checkpoint.pt")),
+        str(damaged.value),
+    ]
+    for message in messages:
+        assert str(tmp_path) not in message, message
+    assert "x/checkpoint.pt" in messages[4]  # still says which file
+    monkeypatch.delenv("MNIST_HOSTED")
+    assert str(tmp_path) in missing_message("mnist", tmp_path / "data")  # a private install shows it whole

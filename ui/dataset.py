@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist_core.data import DATASETS, DatasetCorrupt, DatasetMissing, download, is_present, missing_message
+from mnist_core.storage import plain_error
 
 
 def dataset_ready(dataset: str) -> bool:
@@ -30,7 +31,7 @@ def dataset_ready(dataset: str) -> bool:
             download(dataset, on_progress=show)
         except (DatasetMissing, DatasetCorrupt) as error:  # offline, or a download that arrived damaged
             bar.empty()
-            st.error(str(error), icon=":material/error:")
+            st.error(plain_error(error), icon=":material/error:")
             return False
         st.rerun()  # the files are there: draw the page again with Start enabled
     return False

@@ -18,6 +18,7 @@ from mnist_core.runs import (
     settings_to_reuse,
     summarize,
 )
+from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import compare_figures
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
@@ -129,7 +130,7 @@ def _actions(run: Run, summary: RunSummary) -> None:
         try:
             load_into_form(settings_to_reuse(run, by=visitor()))
         except (NotYours, RunDamaged) as error:
-            st.error(str(error), icon=":material/block:")
+            st.error(plain_error(error), icon=":material/block:")
         else:
             st.rerun()
     if run.has_checkpoint() and not summary.damaged:
@@ -153,7 +154,7 @@ def _actions(run: Run, summary: RunSummary) -> None:
             try:
                 delete_run(run, by=visitor())
             except (OSError, RuntimeError, NotYours) as error:
-                st.error(str(error))
+                st.error(plain_error(error))
             else:
                 st.toast(f"Deleted run {run.id}")
                 st.rerun()

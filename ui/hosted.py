@@ -18,7 +18,9 @@ the server's 0.9 GB, more than Community Cloud's 2.7 GB.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import secrets
 import time
 
 import streamlit as st
@@ -43,7 +45,12 @@ def _secret_flag(name: str) -> bool:
 
 
 def hosted() -> bool:
-    return _flag("MNIST_HOSTED")
+    if _flag("MNIST_HOSTED"):
+        # Said in the environment too, for the core (`storage.hosted`: no server paths in messages)
+        # and every job this server starts, when only Streamlit's secrets said so.
+        os.environ["MNIST_HOSTED"] = "1"
+        return True
+    return False
 
 
 def job_policy() -> JobPolicy:
@@ -55,6 +62,8 @@ def job_policy() -> JobPolicy:
         max_epochs = HOSTED_MAX_EPOCHS
     return JobPolicy.hosted(max_epochs=max_epochs, sweeps=_flag("MNIST_HOSTED_SWEEPS"))
 
+
+log = logging.getLogger(__name__)
 
 COOKIE = "mnist_visitor"
 _VISITOR = "visitor_id"  # session_state: this browser session's visitor id, once known
@@ -76,7 +85,9 @@ def visitor_id() -> str:
     known = st.session_state.get(_VISITOR)
     if known:
         return known
-    secret = server_secret(default_runs_dir())
+    if not hosted():  # a private install has no owners: an id per session, only to label its jobs
+        return st.session_state.setdefault(_VISITOR, new_id())
+    secret = _secret()
     try:
         token = st.context.cookies.get(COOKIE)
     except Exception:  # noqa: BLE001 - no request behind this session (AppTest): no cookie
@@ -91,6 +102,17 @@ def visitor_id() -> str:
             st.session_state[_TOKEN_TO_SET] = sign(visitor_id, secret)
     st.session_state[_VISITOR] = visitor_id
     return visitor_id
+
+
+_fallback_secret = secrets.token_bytes(32)
+
+
+def _secret() -> bytes:
+    try:
+        return server_secret(default_runs_dir())
+    except OSError as error:  # a full or read-only runs folder: identities last until the server restarts
+        log.warning("visitor identities will not survive a restart: %s", error)
+        return _fallback_secret
 
 
 # Runs in the page itself (components v2 mount into the app's document, not an iframe), so

@@ -30,7 +30,7 @@ from mnist_core.inference import file_key, load_model, one_thread, resolve_check
 from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
 from mnist_core.job import ACTIVE_STATES
 from mnist_core.policy import QuotaExceeded
-from mnist_core.storage import CacheDamaged
+from mnist_core.storage import CacheDamaged, plain_error
 from ui import inside_charts as charts
 from ui.hosted import visitor
 from ui.mistakes_charts import thumbnail
@@ -228,7 +228,7 @@ def embedding_map(
                 "The map replaces it by itself when it is ready."
             )
     except (DatasetMissing, DatasetCorrupt) as error:
-        st.info(f"The map needs the test images. {error}", icon=":material/cloud_off:")
+        st.info(f"The map needs the test images. {plain_error(error)}", icon=":material/cloud_off:")
         return
     map_view(shown, model, config, images, image28, highlight, key, star_name, on_inspect)
 
@@ -258,7 +258,7 @@ def build(path: Path, data_dir: str | None, key: str) -> None:
     try:
         runner().submit_map(path, data_dir, owner=visitor().id)  # a job like any other: an owner, quotas, a slot
     except (OSError, QuotaExceeded) as error:  # a full or read-only disk, a busy demo: said on the next run
-        st.session_state[f"{key}_build_error"] = str(error)
+        st.session_state[f"{key}_build_error"] = plain_error(error)
 
 
 @st.fragment

@@ -31,7 +31,7 @@ from mnist_core.listing import run_jobs
 from mnist_core.marks import VERDICT_LABELS, VERDICTS, MarksDamaged, load_marks, marks_csv, set_mark
 from mnist_core.policy import QuotaExceeded
 from mnist_core.runs import ACTIVE_STATES, Run
-from mnist_core.storage import CacheDamaged
+from mnist_core.storage import CacheDamaged, plain_error
 from mnist_core.visitors import NotYours
 from ui.hosted import may_change, visitor
 from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
@@ -178,7 +178,7 @@ def _stop(run: Run) -> None:
     try:
         runner().cancel(run, by=visitor())
     except (OSError, NotYours) as error:
-        st.session_state[ERROR] = f"Could not stop the audit: {error}"
+        st.session_state[ERROR] = f"Could not stop the audit: {plain_error(error)}"
 
 
 def _start_row(spec: AuditSpec, cached: Run | None, job: Run | None) -> None:
@@ -217,7 +217,7 @@ def _start_row(spec: AuditSpec, cached: Run | None, job: Run | None) -> None:
         try:
             run = runner().submit_audit(spec, owner=visitor().id)
         except (ConfigError, QuotaExceeded, DatasetMissing, OSError) as error:
-            st.error(f"Could not start the audit: {error}", icon=":material/error:")
+            st.error(f"Could not start the audit: {plain_error(error)}", icon=":material/error:")
         else:
             st.session_state[JOB] = run.id
             st.rerun()  # show its progress (and the Train page's run history lists it)
@@ -247,10 +247,10 @@ def _results(spec: AuditSpec, run: Run) -> None:
         result, ranking = _load(str(run.path), (run.path / RESULT_FILE).stat().st_mtime_ns, split, spec)
         images, _ = load_split(dataset, split == "train", runner().data_dir, download_missing=False)
     except (DatasetMissing, DatasetCorrupt) as error:
-        st.error(str(error), icon=":material/cloud_off:")
+        st.error(plain_error(error), icon=":material/cloud_off:")
         return
     except CacheDamaged as error:  # e.g. cut off by a full disk or a copy; nothing to rebuild it from here
-        st.error(f"The stored {error}. Press **Run again** above to audit these images again.", icon=":material/error:")
+        st.error(f"The stored {plain_error(error)}. Press **Run again** above to audit these images again.", icon=":material/error:")
         return
     except UNREADABLE as error:
         st.error(
@@ -269,7 +269,7 @@ def _results(spec: AuditSpec, run: Run) -> None:
     try:
         marks = load_marks(dataset, split, runs_dir, by=visitor())
     except (MarksDamaged, NotYours) as error:
-        st.error(str(error), icon=":material/error:")
+        st.error(plain_error(error), icon=":material/error:")
         marks = None  # the verdicts cannot be shown or changed, but the ranking still can
     if st.session_state.get(ERROR):
         st.error(st.session_state.pop(ERROR), icon=":material/error:")
@@ -378,7 +378,7 @@ def _on_mark(key: str, index: int, where: tuple, count: int) -> None:
     try:
         set_mark(dataset, split, index, st.session_state.get(key), runs_dir, count=count, by=visitor())
     except (ValueError, OSError, NotYours) as error:  # MarksDamaged and an index outside the split are ValueErrors
-        st.session_state[ERROR] = f"The verdict on image {index} was not saved: {error}"
+        st.session_state[ERROR] = f"The verdict on image {index} was not saved: {plain_error(error)}"
 
 
 def _card_html(

@@ -15,6 +15,7 @@ from mnist_core.inside import conv_filters
 from mnist_core.job import RUN, TRIAL
 from mnist_core.listing import run_jobs, runs_of
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
+from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import training_loss_figure, validation_figure
 from ui.hosted import may_change, visitor
@@ -85,7 +86,7 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
         try:
             runner().cancel(run, by=visitor())
         except (OSError, NotYours) as error:
-            st.error(f"Could not stop the run: {error}")
+            st.error(f"Could not stop the run: {plain_error(error)}")
         else:
             st.toast("Stopping after the current step…")
     _status_line(run, summary, events)
@@ -106,7 +107,7 @@ def _first_layer_filters(run: Run, events: list) -> None:
         stamp = run.checkpoint_path.stat().st_mtime_ns
         filters = _filters_picture(str(run.checkpoint_path), stamp)
     except (OSError, ValueError) as error:  # being replaced this instant, or damaged: the next poll retries
-        st.caption(f"Filters unavailable: {error}")
+        st.caption(f"Filters unavailable: {plain_error(error)}")
         return
     if filters is None:  # a model without trained convolutions
         return

@@ -6,6 +6,7 @@ import streamlit as st
 
 from mnist_core.data import default_data_dir, is_present, raw_folder
 from mnist_core.device import device_label
+from mnist_core.storage import shown_path
 from ui.state import model_label, selected_model
 
 
@@ -25,7 +26,7 @@ def show_sidebar() -> None:
             st.write(":material/cloud_download: MNIST not downloaded yet")
             st.caption(
                 f"The Train page can download it (about 11 MB). Offline? Put the four MNIST files "
-                f"in `{raw_folder('mnist').resolve()}` or set `MNIST_DATA_DIR`."
+                f"in `{shown_path(raw_folder('mnist'))}` or set `MNIST_DATA_DIR`."
             )
         st.caption("**Model for Mistakes and Draw**")
         chosen = selected_model()

@@ -13,6 +13,7 @@ from datetime import datetime
 import streamlit as st
 
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
+from mnist_core.storage import plain_error
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
 from mnist_core.visitors import NotYours
 from ui.hosted import may_change, visitor
@@ -81,7 +82,7 @@ def _sweep_panel(sweep: Sweep, was_active: bool) -> None:
     try:
         spec = sweep.spec
     except (OSError, ValueError, TypeError, KeyError) as error:
-        st.error(f"This sweep's folder is damaged (its spec.json cannot be read: {error}).", icon=":material/error:")
+        st.error(f"This sweep's folder is damaged (its spec.json cannot be read: {plain_error(error)}).", icon=":material/error:")
         return
     runs = sweep.trial_runs()
     summaries = [summarize(run) for run in runs]
@@ -132,7 +133,7 @@ def _status(sweep: Sweep, spec: SweepSpec, status: dict, summaries: list) -> Non
         try:
             runner().cancel_sweep(sweep, by=visitor())
         except (OSError, NotYours) as error:
-            st.error(f"Could not stop the sweep: {error}")
+            st.error(f"Could not stop the sweep: {plain_error(error)}")
         else:
             st.toast("Stopping: running trials stop within a step, the rest never start.")
     total = len(status.get("trials") or []) or spec.count()

@@ -15,6 +15,7 @@ from mnist_core.job import SWEEP
 from mnist_core.jobs import RayMissing
 from mnist_core.models import MODELS
 from mnist_core.policy import QuotaExceeded
+from mnist_core.storage import plain_error
 from mnist_core.sweep import (
     RAY_INSTALL,
     SWEEPABLE,
@@ -235,7 +236,7 @@ def _sweep_form() -> int | None:
         try:
             sweep = runner().submit_sweep(spec, owner=visitor().id)
         except (ConfigError, QuotaExceeded, RayMissing, DatasetMissing, OSError) as error:
-            st.error(f"Could not start the sweep: {error}", icon=":material/error:")
+            st.error(f"Could not start the sweep: {plain_error(error)}", icon=":material/error:")
         else:
             st.session_state[SWEEP_CHOSEN] = sweep.id  # the list of sweeps, drawn after this form, shows it
             st.toast(f"Started sweep {sweep.id}")

@@ -12,6 +12,7 @@ from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES,
 from mnist_core.marks import VERDICT_LABELS, MarksDamaged, leave_out
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
+from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.hosted import visitor
 from ui.state import runner
@@ -64,8 +65,8 @@ def _leave_out_marked_ui(dataset: str) -> tuple[tuple[int, ...], str | None]:
     try:
         marked = leave_out(dataset, TRAIN_IMAGES, runner().runs_dir, ambiguous=also_ambiguous, by=visitor())
     except (MarksDamaged, NotYours) as error:
-        st.error(str(error), icon=":material/error:")
-        return (), str(error)
+        st.error(plain_error(error), icon=":material/error:")
+        return (), plain_error(error)
     # Marks written before indices were checked may name no training image. Passed on, they would
     # make the config's `exclude` invalid and grey out Start with no message; they are left out
     # of the list instead, and said so.
