@@ -13,6 +13,8 @@ polled once a second, and a PCA preview of the same points as soon as a thread h
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +30,7 @@ from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMiss
 from mnist_core.embedding import EmbeddingMap
 from mnist_core.inference import file_key, load_model, one_thread, resolve_checkpoint
 from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
-from mnist_core.job import ACTIVE_STATES
+from mnist_core.job import ACTIVE_STATES, MAP
 from mnist_core.policy import QuotaExceeded
 from mnist_core.storage import CacheDamaged, plain_error
 from ui import inside_charts as charts
@@ -148,21 +150,28 @@ def current_map(checkpoint: Path, data_dir: str | None) -> EmbeddingMap | None:
     return stored_map(str(checkpoint), file_key(checkpoint)[1:], (stat.st_mtime_ns, stat.st_size), data_dir)
 
 
-# One thread for the server's previews, made once per process: not in Streamlit's resource cache,
-# which any client can clear, and each clearing would leave another thread behind.
+# The server's previews: one thread, and the last two previews, made once per process. Neither is
+# in Streamlit's resource cache, which any client can clear: each clearing would then leave a
+# thread behind, or queue the same 20-second preview again for every rerun that follows.
 _PREVIEWS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="map-preview")
+_PREVIEW_JOBS: OrderedDict[tuple, Future] = OrderedDict()
+_PREVIEW_JOBS_KEPT = 2
+_preview_jobs_lock = threading.Lock()
 
 
-def preview_worker() -> ThreadPoolExecutor:
-    return _PREVIEWS
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
 def preview_job(checkpoint: str, checkpoint_version: tuple, data_dir: str | None) -> Future:
     """The PCA preview, computed in a thread so that the page and its progress bar stay live: it
     runs the model over the 10,000 test images, as the build does at the same time, which takes
-    about 20 s on two busy cores."""
-    return preview_worker().submit(one_thread_preview, checkpoint, data_dir)
+    about 20 s on two busy cores. One per version of the checkpoint, shared by every session."""
+    key = (checkpoint, checkpoint_version, data_dir)
+    with _preview_jobs_lock:
+        job = _PREVIEW_JOBS.get(key)
+        if job is None:
+            job = _PREVIEW_JOBS[key] = _PREVIEWS.submit(one_thread_preview, checkpoint, data_dir)
+            while len(_PREVIEW_JOBS) > _PREVIEW_JOBS_KEPT:
+                _PREVIEW_JOBS.popitem(last=False)
+        _PREVIEW_JOBS.move_to_end(key)
+        return job
 
 
 def one_thread_preview(checkpoint: str, data_dir: str | None) -> EmbeddingMap:
@@ -241,12 +250,15 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
         st.warning(f"Building the map failed: {status.get('message')}", icon=":material/error:")
     elif status.get("state") == "interrupted":  # the message says why, e.g. "Interrupted: the server stopped."
         st.warning(f"The map's last build did not finish. {status.get('message')}", icon=":material/error:")
+    busy = runner().start_problem(visitor().id, MAP)  # a shared demo's limits, said before the click
     st.button(
         "Build the map (about a minute)",
         key=f"{key}_build",
         icon=":material/scatter_plot:",
         on_click=build,
         args=(path, data_dir, key),
+        disabled=busy is not None,
+        help=busy,
     )
     st.caption(
         "The map places the 10,000 test images by how alike the model sees them (t-SNE on its last "
