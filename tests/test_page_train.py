@@ -182,3 +182,20 @@ def test_the_form_offers_fashion_mnist_and_says_when_its_files_are_missing(app_e
     assert any("FashionMNIST is not on this machine yet" in warning.value for warning in at.warning)
     assert start_button(at).disabled
     assert any(button.label == "Download FashionMNIST now" for button in at.button)
+
+
+def test_on_a_hosted_demo_another_visitor_sees_a_run_but_not_its_stop(app_env, monkeypatch):
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    a = train_page()
+    field(a, "Epochs").set_value(1)
+    field(a, "Batch size").set_value(1)  # slow enough to still be running below
+    start_button(a.run()).click().run()
+    assert not a.exception
+    assert any(button.label == "Stop" for button in a.button)
+    b = train_page()  # another browser session, with no cookie: another visitor
+    assert not b.exception
+    assert any(f"Run {run.id}" in header.value for run in list_runs(app_env) for header in b.subheader)
+    assert not any(button.label == "Stop" for button in b.button)
+    assert not start_button(b).disabled  # B may start a job of its own
+    for run in list_runs(app_env):
+        run.request_stop()
