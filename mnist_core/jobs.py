@@ -15,7 +15,7 @@ on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a
 removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.
 
 Sweeps (`submit_sweep`) run on Ray Tune in a child process of their own
-(`mnist_core.distributed.sweep_driver`), so the server never imports Ray. With `MNIST_JOB_BACKEND=ray`,
+(`mnist_core.distributed.sweep_process`), so the server never imports Ray. With `MNIST_JOB_BACKEND=ray`,
 single jobs train on the Ray cluster too: their worker process only drives the job there and
 brings its events and checkpoints home (`cluster.run_job`); no standby worker is kept then.
 """
@@ -212,7 +212,7 @@ class JobRunner:
             if not is_present(spec.base.dataset, self.data_dir):
                 raise DatasetMissing(missing_message(spec.base.dataset, self.data_dir))
             sweep = create_sweep(spec, self.runs_dir, owner=owner)
-            command = python_module("mnist_core.distributed.sweep_driver", str(sweep.path), "--parent-pid", str(os.getpid()))
+            command = python_module("mnist_core.distributed.sweep_process", str(sweep.path), "--parent-pid", str(os.getpid()))
             command += ["--data-dir", self.data_dir] if self.data_dir else []
             self._let_standby_go()  # the sweep will hold the machine: no idle worker beside it
             try:

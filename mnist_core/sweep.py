@@ -50,6 +50,7 @@ SWEEPABLE: dict[str, type] = {
     "weight_decay": float,
     "seed": int,
 }
+WAITING_FOR_A_SLOT = "Waiting for a free training slot: another job is training on this machine."
 MAX_TRIALS = 256  # a typo such as --trials 1000 should be an error, not a day of training
 RAY_INSTALL = 'pip install "ray[tune,client]"'  # client: for ray:// addresses (Ray Client)
 

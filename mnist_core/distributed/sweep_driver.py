@@ -1,9 +1,10 @@
-"""Running a sweep on Ray Tune: `run_sweep(sweep)`, and `python -m mnist_core.distributed.sweep_driver SWEEP_DIR`.
+"""Running a sweep on Ray Tune: `run_sweep(sweep)`.
 
 On a local Ray the sweep holds one of the machine's training slots (`MNIST_MAX_JOBS`, see
-`slots`) while it runs, like any job. The CLI's `sweep` command calls `run_sweep` in its own process; the app starts this module
-as a child process (`JobRunner.submit_sweep`), so Ray is never imported into the Streamlit
-server, and a hosted demo pays Ray's memory only while a sweep runs.
+`slots`) while it runs, like any job. The CLI's `sweep` command calls `run_sweep` in its own
+process; the app starts `sweep_process` as a child process (`JobRunner.submit_sweep`), which
+waits for the slot before it imports this module, so Ray is never imported into the Streamlit
+server, and a hosted demo pays Ray's memory only while a sweep runs, never while it waits.
 
 Ray Tune schedules the trials (at most `max_concurrent` at once, each with the resources of
 `cluster.trial_resources`) and, with `asha`, stops poor ones early on their validation
@@ -14,15 +15,12 @@ so Tune's search space is simply the list of trial run folders to fill.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials write nothing on their node, so no folder is needed
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is the CLI's: it stops the trials cleanly
@@ -32,17 +30,21 @@ from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
 from mnist_core import slots  # noqa: E402
 from mnist_core.distributed import cluster  # noqa: E402
-from mnist_core.job import ENDED_STATES, SERVER_STOPPED, interrupted, lower_priority  # noqa: E402
+from mnist_core.job import ENDED_STATES, interrupted  # noqa: E402
 from mnist_core.runs import Run, create_run  # noqa: E402
-from mnist_core.sweep import Sweep  # noqa: E402
+from mnist_core.sweep import WAITING_FOR_A_SLOT, Sweep  # noqa: E402
 
 TrialWatcher = Callable[[int, Run, dict], None]  # (trial number, run, its status) on each change of state
 
 
 def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[], bool] = lambda: False,
               on_trial: TrialWatcher | None = None, num_cpus: int | None = None,
-              interrupted_because: Callable[[], str | None] = lambda: None) -> Sweep:
+              interrupted_because: Callable[[], str | None] = lambda: None,
+              slot: slots.Slot | None = None) -> Sweep:
     """Run every trial of `sweep` on Ray, recording each in its run folder; returns the sweep.
+
+    `slot`: a training slot the caller already holds (the app's sweep process waits for it before
+    it imports Ray, `sweep_process`); None: on a local Ray, one is taken here, and given back.
 
     The sweep ends finished (whatever its trials' outcomes), cancelled when a person stopped it
     (its STOP file, `should_stop`), interrupted when it had to end for another reason
@@ -61,14 +63,13 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         _end_unstarted(sweep, runs, "failed", f"The sweep's trials could not be created: {error}")
         return sweep
     stopping = lambda: sweep.stop_requested() or should_stop() or interrupted_because() is not None  # noqa: E731
-    slot = None
-    if not os.environ.get("RAY_ADDRESS", "").strip():
+    taken = None  # a slot taken here, given back at the end
+    if slot is None and not os.environ.get("RAY_ADDRESS", "").strip():
         # On this machine a sweep is one of its MNIST_MAX_JOBS training jobs, so a sweep and a
         # single job never train side by side on a small machine (or a hosted demo's memory).
-        slot = slots.acquire(sweep.runs_dir, slots.max_jobs(), holder=sweep.id, should_stop=stopping,
-                             on_wait=lambda: sweep.update_status(message="Waiting for a free training slot: "
-                                                                         "another job is training on this machine."))
-        if slot is None:
+        taken = slots.acquire(sweep.runs_dir, slots.max_jobs(), holder=sweep.id, should_stop=stopping,
+                              on_wait=lambda: sweep.update_status(message=WAITING_FOR_A_SLOT))
+        if taken is None:
             _end_stopped(sweep, runs, interrupted_because(), "before it started")
             return sweep
     try:
@@ -88,8 +89,8 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.first_line(error)}.")
         return sweep
     finally:
-        if slot is not None:
-            slot.release()
+        if taken is not None:
+            taken.release()
     states = [run.status().get("state") for run in runs.values()]
     counts = ", ".join(f"{states.count(state)} {state}" for state in ENDED_STATES if states.count(state))
     summary = f"{len(states)} trials: {counts}."
@@ -227,27 +228,3 @@ def _report_changes(runs: dict[str, Run], on_trial: TrialWatcher | None, seen: d
         if seen.get(run.id) != status.get("state"):
             seen[run.id] = status.get("state", "")
             on_trial(number, run, status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir")
-    parser.add_argument("--parent-pid", type=int, default=os.getppid())
-    parser.add_argument("--data-dir")
-    args = parser.parse_args(argv)
-    lower_priority()  # the server's script threads come first on a small machine
-    sweep = Sweep(Path(args.sweep_dir))
-    # Nobody would be watching a sweep whose server went away: it ends, recorded as interrupted.
-    server_gone = lambda: SERVER_STOPPED if os.getppid() != args.parent_pid else None  # noqa: E731
-    # Run as `python -m`, this file is __main__, and Ray would pickle `_trial` by value, module
-    # globals and all; from the imported module it is pickled by reference, as in the CLI.
-    driver = importlib.import_module("mnist_core.distributed.sweep_driver")
-    try:
-        driver.run_sweep(sweep, args.data_dir, interrupted_because=server_gone)
-    finally:
-        cluster.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
