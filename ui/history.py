@@ -82,6 +82,7 @@ def _note(summary: RunSummary) -> str:
 # Slower than the live panel: redrawing the table every 0.75 s made a 5 s fast-preset run take
 # 3.5 s longer with the browser on the same 2 cores (bench/start_latency.py); every 2 s costs little.
 HISTORY_POLL_SECONDS = 2.0
+DELETES = "history_deletes"  # session_state: how many runs this session deleted (the table's key)
 
 
 def run_history() -> None:
@@ -103,7 +104,9 @@ def _history() -> None:
         hide_index=True,
         on_select="rerun",
         selection_mode="multi-row",
-        key="history_table",
+        # A new key after each delete: the selection starts empty, so the next row is never chosen
+        # under the pointer and a double click on "Yes, delete it" cannot delete a second run.
+        key=f"history_table_{st.session_state.get(DELETES, 0)}",
         column_config={"train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP)},
     )
     chosen = [runs[i] for i in table.selection.rows if i < len(runs)]
@@ -156,5 +159,6 @@ def _actions(run: Run, summary: RunSummary) -> None:
             except (OSError, RuntimeError, NotYours) as error:
                 st.error(plain_error(error))
             else:
+                st.session_state[DELETES] = st.session_state.get(DELETES, 0) + 1
                 st.toast(f"Deleted run {run.id}")
                 st.rerun()
