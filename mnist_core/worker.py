@@ -127,6 +127,9 @@ def _train(run_dir: Path, args: argparse.Namespace) -> int:
 
 
 def _train_on_ray(run, data_dir: str | None, orphaned) -> None:
+    from mnist_core.distributed import private_network
+
+    private_network.isolate_for_ray()  # this process runs one job and ends: a network of its own is safe
     from mnist_core.distributed import cluster
 
     run.update_status(state="running", pid=os.getpid(), started_at=time.time(), phase="starting",

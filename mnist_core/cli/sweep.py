@@ -45,6 +45,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 1
     print(f"sweep folder: {sweep.path} ({spec.count()} trials, {spec.max_concurrent} at a time)", file=sys.stderr)
     stop_requested = StopOnCtrlC("stopping every trial after its step")
+    from mnist_core.distributed import private_network
+
+    private_network.isolate_for_ray()  # this process only runs the sweep from here on
     from mnist_core.distributed import cluster, sweep_driver  # Ray, imported only now
 
     total = spec.count()

@@ -20,7 +20,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import secrets
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +32,7 @@ from pathlib import Path
 import ray
 
 from mnist_core.distributed import address as ray_address
+from mnist_core.distributed import private_network
 from mnist_core.distributed.address import ClusterUnreachable, ConnectStopped  # noqa: F401 - connect's callers catch them here
 from mnist_core.events import Cancelled, EpochEnd, Progress, from_dict, to_dict
 from mnist_core.job import interrupted
@@ -43,6 +47,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # mnist_core itself, shipp
 
 
 _own_session: Path | None = None  # the session folder of the local Ray that connect() started, for shutdown()
+_token_dir: Path | None = None  # the folder of that Ray's token, for shutdown()
 
 
 def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambda: False) -> str:
@@ -71,7 +76,13 @@ def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambd
                 f"(and, for a cluster that requires a token, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN), or unset it "
                 f"to train on this machine.") from error
         return f"Ray cluster at {address}"
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet)
+    # An embedded Ray asks every caller for a token that only this user can read, and, when the
+    # process that owns it moved into a network of its own (`private_network.isolate_for_ray`,
+    # done by the sweep's and the job's entry points), listens on loopback only there
+    # (docs/ray-security.md).
+    use_private_token()
+    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet,
+             **({"_node_ip_address": private_network.LOOPBACK_ADDRESS} if private_network.isolated() else {}))
     try:
         context = ray.get_runtime_context()
         _own_session = ray_address.own_session_dir(context.get_temp_dir(), context.get_session_name())
@@ -80,14 +91,54 @@ def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambd
     return "local Ray"
 
 
+def use_private_token() -> Path:
+    """Turn on Ray's token authentication for the local Ray about to start, with a new random token
+    in a file only this user can read (a fresh folder of mode 700, the file 600); returns the file.
+
+    Ray's processes read the token from the file named by RAY_AUTH_TOKEN_PATH, which they inherit,
+    and refuse every gRPC call that does not carry it. The folder goes in `shutdown()`."""
+    global _token_dir
+    if _token_dir is None:
+        _token_dir = Path(tempfile.mkdtemp(prefix="mnist-ray-token-"))  # mode 700, a new name each time
+    path = _token_dir / "token"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
+    _reload_token_settings()
+    return path
+
+
+def _reload_token_settings() -> None:
+    """Make Ray read its token settings from the environment again: it reads them once, perhaps
+    already at import, and a process may start (and stop) more than one Ray."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError) as error:  # a Ray before 2.52 has no token: requirements ask for one
+        log.warning("this Ray cannot use a token (%s); install ray>=2.52", error)
+
+
 def shutdown() -> None:
-    """Leave Ray, and remove the session folder (/tmp/ray/session_...) of the local Ray connect() started."""
-    global _own_session
+    """Leave Ray, and remove the session folder (/tmp/ray/session_...) and the token of the local Ray
+    connect() started."""
+    global _own_session, _token_dir
     if ray.is_initialized():
         ray.shutdown()
     if _own_session is not None:
         session, _own_session = _own_session, None
         ray_address.remove_session_dir(session)
+    if _token_dir is not None:  # only once Ray is down: its threads may read the token until then
+        token_dir, _token_dir = _token_dir, None
+        shutil.rmtree(token_dir, ignore_errors=True)
+        for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+            os.environ.pop(name, None)
+        _reload_token_settings()  # a cluster joined later by this process asks for no token of ours
 
 
 def trial_resources(max_concurrent: int) -> dict[str, float]:

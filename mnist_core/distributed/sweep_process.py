@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mnist_core import slots
+from mnist_core.distributed import private_network
 from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
 from mnist_core.sweep import WAITING_FOR_A_SLOT, Sweep
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     server_gone = lambda: SERVER_STOPPED if os.getppid() != args.parent_pid else None  # noqa: E731
     slot = None
     if not os.environ.get("RAY_ADDRESS", "").strip():  # a named cluster has its own resources
+        # Now, while this process has one thread: without root, a network of its own needs that.
+        private_network.isolate_for_ray()
         sweep.update_status(pid=os.getpid(), message=WAITING_FOR_A_SLOT)  # this process answers for it now
         slot = slots.acquire(sweep.runs_dir, slots.max_jobs(), holder=sweep.id,
                              should_stop=lambda: sweep.stop_requested() or server_gone() is not None)
