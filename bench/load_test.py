@@ -12,18 +12,23 @@ One run:
 3. closes the browser and opens a Train "watcher": a websocket session that polls the live view
    as an open tab does, and starts a new job if the last one has ended (bench/load/training.py);
    then measures a short window with nobody drawing (the job's speed without the load);
-4. for each count in `--sessions`: opens that many Draw sessions, each a websocket session that
+4. with `--hostile` (the default), opens a hostile client (bench/load/hostile.py): a websocket
+   session that, until the last phase ends, sends Streamlit's `clear_cache` then reruns the next
+   of Train, Mistakes, Draw, Inside, as fast as the server answers, as any visitor of a public
+   link can; its messages are counted, and the peak memory of the server and every process it
+   started over that time is printed beside the budget, with the processes holding it;
+5. for each count in `--sessions`: opens that many Draw sessions, each a websocket session that
    speaks Streamlit's protocol (bench/load/session.py) and replays the recorded strokes and
    Clears with small random pauses, `--strokes` each (bench/load/drawing.py), and prints the
    stroke -> prediction latencies, the CPU and peak memory of the server and of the job, the
    load generator's own CPU, and the job's speed and progress (bench/load/report.py);
-5. stops the job and the server's process group (also on errors, Ctrl-C or SIGTERM).
+6. stops the job and the server's process group (also on errors, Ctrl-C or SIGTERM).
 
 No browser runs while the load is measured, so the CPU is the server's and the job's: the load
 generator's own share is printed beside them.
 
     MNIST_DATA_DIR=/path/to/data python bench/load_test.py [--sessions 1,10,30] [--strokes 10]
-        [--digits 4] [--browser /usr/bin/chromium] [--data-dir DIR]
+        [--digits 4] [--browser /usr/bin/chromium] [--data-dir DIR] [--no-hostile]
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.load import report, server  # noqa: E402
 from bench.load.drawing import run_phase  # noqa: E402
+from bench.load.hostile import Hostile  # noqa: E402
 from bench.load.procfs import cpu_model  # noqa: E402
 from bench.load.recording import record  # noqa: E402
 from bench.load.sampler import Sampler  # noqa: E402
@@ -55,6 +61,7 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
           f"the browser is closed now", flush=True)
     print("\n".join(report.browser_reference(recording)), flush=True)
     watcher = Watcher(url, recording, runs_dir)
+    hostile: Hostile | None = None
     await watcher.open()
     try:
         start = await watcher.ensure_job()
@@ -68,6 +75,13 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
         print(f"\nnobody drawing, {seconds:.0f} s (Train watcher only): server {100 * idle.get('server', 0) / seconds:.0f} %, "
               f"job {100 * idle.get('job', 0) / seconds:.0f} % of one core; job {baseline or 0:,.0f} images/s; "
               f"watcher polls {watcher.session.auto_reruns_sent - polls}; training on {start.device or '?'}", flush=True)
+        if args.hostile:
+            hostile = Hostile(url)
+            await hostile.open()
+            hostile.start()
+            hostile_since = time.monotonic()
+            print("\nhostile client on: clear_cache, then a rerun of Train / Mistakes / Draw / Inside in turn, "
+                  "as fast as the server answers, until the last phase ends", flush=True)
         for count in args.sessions:
             await watcher.ensure_job()
             polls, jobs = watcher.session.auto_reruns_sent, watcher.jobs_started
@@ -78,9 +92,20 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
             print()
             print("\n".join(report.phase_block(phase, sampler, job, sampler.generator_cpu(phase.since, phase.until))),
                   flush=True)
+            if hostile is not None:
+                print("\n".join(report.hostile_phase(hostile.in_window(phase.since, phase.until),
+                                                     phase.until - phase.since)), flush=True)
+        if hostile is not None:
+            await hostile.close()
+            hostile_until = time.monotonic()
+            print()
+            print("\n".join(report.hostile_summary(hostile, sampler, hostile_since, hostile_until, args.sessions)),
+                  flush=True)
         for error in watcher.errors:
             print(f"Train watcher: {error}")
     finally:
+        if hostile is not None:
+            await hostile.close()
         await watcher.close()
     print(f"\njobs started by the watcher: {watcher.jobs_started}; peak memory over the whole test (MiB PSS): "
           f"server {sampler.peak_mib('pss', 'server'):,.0f}, job {sampler.peak_mib('pss', 'job'):,.0f}, "
@@ -93,6 +118,9 @@ def parse_args() -> argparse.Namespace:
                         help="comma-separated counts of concurrent Draw sessions, one phase each (default 1,10,30)")
     parser.add_argument("--strokes", type=int, default=10, help="digits each session draws per phase (default 10)")
     parser.add_argument("--digits", type=int, default=4, help="different digits recorded in the browser (default 4)")
+    parser.add_argument("--hostile", action=argparse.BooleanOptionalAction, default=True,
+                        help="a hostile client sends clear_cache and a page rerun in a loop during the phases "
+                             "(default: on)")
     parser.add_argument("--idle-seconds", type=float, default=10, help="the window with nobody drawing (default 10)")
     parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium",
                         help="a Chromium executable for the recording (default: $E2E_BROWSER or /usr/bin/chromium)")
@@ -123,7 +151,7 @@ def main() -> int:
         port = server.free_port()
         url = f"http://127.0.0.1:{port}"
         print(f"load test against {url}: {cpu_model()}, {os.cpu_count()} cores; sessions {args.sessions}, "
-              f"{args.strokes} strokes each", flush=True)
+              f"{args.strokes} strokes each; hostile client {'on' if args.hostile else 'off'}", flush=True)
         process = server.start_server(port, args.data_dir.resolve(), runs_dir, log_path)
         sampler = Sampler(process.pid, runs_dir)
         try:

@@ -1,4 +1,5 @@
-"""Printing the load test's figures: percentiles, one block per phase, the browser reference."""
+"""Printing the load test's figures: percentiles, one block per phase, the browser reference, the
+hostile client's and the memory it left the server at (with the processes holding it)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 from dataclasses import dataclass
 
 from bench.load.drawing import Phase
+from bench.load.hostile import PAGES, Hostile, HostileRun
 from bench.load.recording import Recording
 from bench.load.sampler import Sampler
 
 COMMUNITY_CLOUD_BUDGET_MIB = 2.7e9 / 2**20  # Streamlit Community Cloud: about 2.7 GB per app
+HOSTED_BUDGET_MIB = 2.5e9 / 2**20  # what the hosted demo must hold under a hostile client: 2.5 GB (2,384 MiB)
 
 
 @dataclass
@@ -96,4 +99,64 @@ def phase_block(phase: Phase, sampler: Sampler, job: JobFigures, generator: tupl
     lines += [f"  error: {error}" for error in phase.errors[:10]]
     lines += [f"  stroke error: session {s.session} digit {s.drawn}: {'; '.join(s.errors)}"
               for s in phase.strokes if s.errors][:10]
+    return lines
+
+
+def _page_spread(runs: list[HostileRun]) -> str:
+    parts = []
+    for title, _ in PAGES:
+        times = [run.run_ms for run in runs if run.page == title and run.run_ms is not None]
+        if times:
+            parts.append(f"{title} p50 {percentile(times, 0.5):,.0f} p95 {percentile(times, 0.95):,.0f}")
+    return ", ".join(parts) or "-"
+
+
+def hostile_phase(runs: list[HostileRun], seconds: float) -> list[str]:
+    """The hostile client during one phase: clear_cache messages sent, and how long each page's run took."""
+    failed = [run for run in runs if run.errors]
+    lines = [f"  hostile client                    {len(runs)} clear_cache + page reruns "
+             f"({len(runs) / max(seconds, 1e-9):.1f} a second), {len(failed)} failed; "
+             f"run after clear_cache (ms) {_page_spread(runs)}"]
+    return lines + [f"  hostile error: {run.page}: {'; '.join(run.errors)}" for run in failed[:5]]
+
+
+def _command(command: str) -> str:
+    """A process's command line, short: the interpreter's path and the server's options left out."""
+    words = command.split()
+    if words and words[0].rsplit("/", 1)[-1].startswith("python"):
+        words[0] = "python"
+    short = " ".join(words)
+    return short if len(short) <= 110 else short[:107] + "..."
+
+
+def hostile_summary(hostile: Hostile, sampler: Sampler, since: float, until: float, sessions: list[int]) -> list[str]:
+    """What the hostile client sent and the memory it left the server at: the peak PSS of the server
+    and every process it started, the processes then (each with its PSS), against the budget."""
+    seconds = until - since
+    failed = [run for run in hostile.runs if run.errors]
+    lines = [
+        f"hostile client, {seconds:.0f} s beside {' then '.join(map(str, sessions))} Draw session"
+        f"{'s' if sessions != [1] else ''} and the training job: {hostile.clear_caches_sent:,} clear_cache messages "
+        f"sent, {len(hostile.runs) - len(failed):,} page runs answered after them, {len(failed)} failed"
+        + (f" (first: {failed[0].page}: {'; '.join(failed[0].errors)})" if failed else ""),
+        f"  run after clear_cache (ms)        {_page_spread(hostile.runs)}",
+    ]
+    peak = sampler.peak_sample(since, until)
+    if peak is None:
+        return lines + ["  no memory sample while the hostile client ran"]
+    total_mib = sum(peak.pss_kib.values()) / 1024
+    processes, standby = sampler.most_processes(since, until)
+    held = total_mib <= HOSTED_BUDGET_MIB
+    lines += [
+        f"  peak memory, the server and every process it started (PSS, summed over its process tree): "
+        f"{total_mib:,.0f} MiB = {total_mib * 2**20 / 1e9:.2f} GB, at +{peak.at - since:.0f} s, "
+        f"{len(peak.cpu)} processes then",
+        f"  most processes at once while it ran: {processes}; most standby workers at once: {standby}",
+        f"  budget 2.5 GB ({HOSTED_BUDGET_MIB:,.0f} MiB PSS): {'HELD' if held else 'EXCEEDED'} "
+        f"({total_mib / HOSTED_BUDGET_MIB:.0%} of it)",
+        "  the processes at the peak (PSS MiB, kind, command):",
+    ]
+    for pid, kib in sorted(peak.pss_by_pid.items(), key=lambda item: -item[1]):
+        kind = peak.cpu.get(pid, ("?", 0.0))[0]
+        lines.append(f"    pid {pid:>7}  {kib / 1024:7,.0f}  {kind:<8} {_command(peak.commands.get(pid, ''))}")
     return lines

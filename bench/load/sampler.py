@@ -9,7 +9,7 @@ Every SAMPLE_SECONDS it walks the server's process tree and sorts each process i
 
 It keeps each process's cumulative CPU seconds and VmRSS at every sample, PSS every PSS_EVERY
 samples (reading PSS costs the kernel ~20 ms of CPU per torch process, too much for 5 Hz on 2
-cores). A window's CPU is the growth of each process's CPU time between the samples that bound
+cores), by process too with its command line, so the peak can be taken apart. A window's CPU is the growth of each process's CPU time between the samples that bound
 the window, so a process that ends inside it still counts up to its last sample.
 """
 
@@ -36,6 +36,8 @@ class Sample:
     pss_kib: dict[str, int] | None  # by kind, every PSS_EVERY-th sample
     generator_s: tuple[float, float]  # this process's CPU seconds so far, and the sampler thread's
     machine_s: float  # CPU seconds the whole machine has been busy so far
+    pss_by_pid: dict[int, int] | None = None  # pid -> PSS KiB, in the samples that read PSS
+    commands: dict[int, str] | None = None  # pid -> command line, in the samples that read PSS
 
 
 class Sampler(threading.Thread):
@@ -79,6 +81,8 @@ class Sampler(threading.Thread):
         cpu: dict[int, tuple[str, float]] = {}
         rss: dict[str, int] = {}
         pss: dict[str, int] | None = {} if with_pss else None
+        pss_by_pid: dict[int, int] | None = {} if with_pss else None
+        commands: dict[int, str] | None = {} if with_pss else None
         for pid in procfs.descendants(self.server_pid, parents):
             seconds, resident = procfs.cpu_seconds(pid), procfs.resident_kib(pid)
             if seconds is None or resident is None:
@@ -92,8 +96,10 @@ class Sampler(threading.Thread):
             cpu[pid] = (kind, seconds)
             rss[kind] = rss.get(kind, 0) + resident
             if pss is not None:
-                pss[kind] = pss.get(kind, 0) + (procfs.proportional_kib(pid) or 0)
-        return Sample(at, cpu, rss, pss, (0.0, 0.0), procfs.machine_busy_seconds())
+                pss_by_pid[pid] = procfs.proportional_kib(pid) or 0
+                commands[pid] = procfs.command_line(pid)
+                pss[kind] = pss.get(kind, 0) + pss_by_pid[pid]
+        return Sample(at, cpu, rss, pss, (0.0, 0.0), procfs.machine_busy_seconds(), pss_by_pid, commands)
 
     def window(self, since: float, until: float) -> list[Sample]:
         return [sample for sample in list(self.samples) if since <= sample.at <= until]
@@ -129,6 +135,19 @@ class Sampler(threading.Thread):
             if values is not None:
                 peak = max(peak, sum(values.values()) if kind is None else values.get(kind, 0))
         return peak / 1024
+
+    def peak_sample(self, since: float = 0.0, until: float = math.inf) -> Sample | None:
+        """The PSS sample with the most PSS, all processes together, in a window (its processes are
+        `cpu`, their PSS `pss_by_pid`)."""
+        samples = [s for s in self.window(since, until) if s.pss_kib is not None]
+        return max(samples, key=lambda s: sum(s.pss_kib.values()), default=None)
+
+    def most_processes(self, since: float = 0.0, until: float = math.inf) -> tuple[int, int]:
+        """The most processes in the server's tree at one sample, and the most standby workers."""
+        samples = self.window(since, until)
+        processes = max((len(s.cpu) for s in samples), default=0)
+        standby = max((sum(kind == "standby" for kind, _ in s.cpu.values()) for s in samples), default=0)
+        return processes, standby
 
     def job_alive_throughout(self, since: float, until: float) -> bool:
         samples = self.window(since, until)

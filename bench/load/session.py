@@ -99,6 +99,13 @@ class Session:
             timing.errors.append(f"no script_finished within {timeout_s:.0f} s")
         return timing
 
+    async def send_other(self, message: BackMsg) -> None:
+        """Send a BackMsg that starts no script run (`clear_cache`, `stop_script`): what `rerun` waits
+        for is left as it is, so the next `rerun` is timed as usual."""
+        if message.WhichOneof("type") == "rerun_script":
+            raise ValueError("send a rerun_script with rerun(), which waits for its run")
+        await self._ws.send(message.SerializeToString())
+
     def _get(self, path: str, media: bool = False) -> None:
         try:
             urllib.request.urlopen(self.base_url + path, timeout=60).read()
