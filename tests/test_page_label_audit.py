@@ -80,14 +80,17 @@ def test_a_stored_audit_shows_the_suspects_first_and_a_verdict_is_saved_at_once(
     app = open_mistakes()
     assert [tab.label for tab in app.tabs] == ["Mistakes", "Suspected label errors"]
     assert any("Stored audit from" in m.value and "12 s" in m.value for m in app.markdown)
-    assert any(
-        "**3** flagged by confident learning" in m.value and "**0** marked so far" in m.value for m in app.markdown
+    assert any(  # one confident misfit in each of three classes of ~50 images: about 3 wrong labels
+        "about **3** of 512 labels likely wrong" in m.value and "**0** marked so far" in m.value for m in app.markdown
     )
-    assert shown_images(app)[:3] == list(SUSPECTS) and len(shown_images(app)) == 8
+    assert app.toggle(key="audit_flagged_only").value  # the default: only the suspects, counted as such
+    assert shown_images(app) == list(SUSPECTS)
+    assert any("Suspects 1–3 of 3" in c.value for c in app.caption)
     first = next(m.value for m in app.markdown if "alt='image 17'" in m.value)
     given, suggested = stored_audit[17], (stored_audit[17] + 1) % 10
-    assert f">{given}</b> → suggested <b" in first and f">{suggested}</b>" in first
-    assert any("Suspects 1–8 of 512" in c.value for c in app.caption)
+    assert f">{given}</b> · maybe <b" in first and f">{suggested}</b>" in first
+    article = "an" if suggested == 8 else "a"
+    assert f"The models are 94 % sure this is {article} {suggested}, but it is labelled {given} (1 %)." in first
     assert app.button(key="audit_start").label == "Run again"
 
     verdict(app, 17).set_value("wrong").run()
@@ -110,14 +113,19 @@ def test_a_stored_audit_shows_the_suspects_first_and_a_verdict_is_saved_at_once(
 
 def test_paging_through_the_suspects(stored_audit, studio):
     app = open_mistakes()
-    assert app.button(key="audit_previous").disabled
+    assert app.button(key="audit_previous").disabled and app.button(key="audit_next").disabled  # 3 suspects
+    app.toggle(key="audit_flagged_only").set_value(False).run()  # every image, most suspicious first
+    assert any("Images 1–8 of 512" in c.value for c in app.caption)
+    assert shown_images(app)[:3] == list(SUSPECTS)
     app.button(key="audit_next").click().run()
-    assert any("Suspects 9–16 of 512" in c.value for c in app.caption)
+    assert any("Images 9–16 of 512" in c.value for c in app.caption)
     assert not set(shown_images(app)) & set(SUSPECTS)
     app.segmented_control(key="audit_split").set_value("test").run()  # no audit of the test split's own
     assert not app.exception
     assert any("fold models of the training-image audit" in m.value for m in app.markdown)
-    assert any("Suspects 1–8 of 200" in c.value for c in app.caption)
+    assert any("Images 1–8 of 200" in c.value for c in app.caption)
+    app.toggle(key="audit_flagged_only").set_value(True).run()  # the test labels here all look right
+    assert any("no label they are confident is wrong" in i.value for i in app.info) and not shown_images(app)
 
 
 def test_the_csv_download_lists_the_marks(stored_audit, studio, monkeypatch):
@@ -204,7 +212,7 @@ def test_a_running_audit_shows_its_progress_and_can_be_stopped(studio, tiny_data
     app.button(key="audit_stop").click().run()
     assert not app.exception and run.stop_requested()
 
-    run.update_status(state="cancelled", message="Stopped on request (stopped during fold 2 of 4).")
+    run.update_status(state="cancelled", message="Stopped on request (stopped during model 2 of 8).")
     app.session_state["audit_job"] = run.id  # as if this session had started it
     app.run()
     assert any("Stopped on request" in info.value for info in app.info)

@@ -23,8 +23,21 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from mnist_core.audit import DEFAULT_FOLDS, MAX_FOLDS, RESULT_FILE, AuditResult, AuditSpec, find_cached, result_for
-from mnist_core.config import PRESETS, ConfigError, TrainConfig
+from mnist_core.audit import (
+    DEFAULT_FOLDS,
+    FOLD_EPOCHS,
+    MAX_FOLDS,
+    RANKED_BY,
+    RESULT_FILE,
+    AuditResult,
+    AuditSpec,
+    find_cached,
+    fold_config,
+    preset_of,
+    result_for,
+    why_suspected,
+)
+from mnist_core.config import PRESETS, ConfigError
 from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_present, load_split, missing_message
 from mnist_core.job import AUDIT_JOB
 from mnist_core.listing import run_jobs
@@ -38,7 +51,7 @@ from ui.mistakes_charts import INDIGO, MUTED, RED, page_bounds, thumbnail
 from ui.state import DEFAULT, model_label, runner, selected_model
 
 SPLIT, PRESET, FOLDS, JUDGE = "audit_split", "audit_preset", "audit_folds", "audit_judge"
-JOB, ONLY_UNMARKED, ERROR = "audit_job", "audit_only_unmarked", "audit_error"
+JOB, ONLY_UNMARKED, FLAGGED_ONLY, ERROR = "audit_job", "audit_only_unmarked", "audit_flagged_only", "audit_error"
 PER_PAGE, COLUMNS, POLL_SECONDS = 8, 2, 1.0  # two cards a row: each has room for its verdicts
 SPLIT_LABELS = {"train": "Training images", "test": "Test images"}
 FOLD_AVERAGE, CHOSEN_MODEL = "folds", "chosen"
@@ -50,9 +63,9 @@ UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # wh
 @st.fragment
 def label_audit_view() -> None:
     st.caption(
-        "Images whose given label is probably wrong, found by confident learning: models that never saw "
-        "an image judge it, and the images they confidently put in another class come first. Mark each "
-        "one; the Train form can then leave out those marked wrong."
+        "Images whose given label is probably wrong. Models that never trained on an image judge it "
+        "(*out of sample*), and the images whose given label they find least likely come first. Mark "
+        "each one; the Train form can then leave out those marked wrong."
     )
     spec = _settings()
     if spec is None:
@@ -121,8 +134,14 @@ def _settings() -> AuditSpec | None:
         persist_state="session",
         help="K models, each trained on all images but one K-th and judging that K-th.",
     )
-    st.caption(f"{PRESETS[preset].description}. The audit trains {folds} such models, one after the other.")
-    return AuditSpec(split=split, config=TrainConfig.preset(preset), folds=int(folds))
+    spec = AuditSpec(split=split, config=fold_config(preset), folds=int(folds))
+    epochs = f", for {spec.config.epochs} epochs" if preset in FOLD_EPOCHS else ""
+    st.caption(
+        f"The {preset.replace('-', ' ')} preset's model and settings{epochs}. The audit trains {spec.models} such "
+        "models, one after the other: "
+        f"{spec.rounds} rounds of {spec.folds} folds, each round with folds of its own, their judgements averaged."
+    )
+    return spec
 
 
 def _settings_of(spec: AuditSpec) -> dict:
@@ -151,17 +170,11 @@ def _progress(run: Run) -> None:
     if audited.get("checkpoint"):
         st.markdown("**Judging the test images** with one model…")
     else:
-        preset = next(
-            (
-                name
-                for name, p in PRESETS.items()
-                if json.loads(json.dumps(p.config.to_dict())) == audited.get("config")
-            ),
-            "custom",
-        )
+        preset = preset_of(audited.get("config", {})) or "custom"
+        models = audited.get("folds", 0) * audited.get("rounds", 1)
         st.markdown(
             f"**Auditing the {SPLIT_LABELS.get(audited.get('split'), 'images').lower()}** with "
-            f"{audited.get('folds', '?')} {preset.replace('-', ' ')} fold models…"
+            f"{models or '?'} {preset.replace('-', ' ')} fold models…"
         )
     position = runner().queue_position(run)
     text = status.get("message") or (
@@ -274,17 +287,27 @@ def _results(spec: AuditSpec, run: Run) -> None:
     if st.session_state.get(ERROR):
         st.error(st.session_state.pop(ERROR), icon=":material/error:")
     names = CLASS_NAMES[dataset]
+    estimated = int(ranking["estimated"])
     st.markdown(
-        f"**{result.out_of_sample_accuracy:.2f} %** out-of-sample accuracy · "
-        f"**{int(ranking['issue'].sum()):,}** flagged by confident learning · "
-        f"**{len(marks or {}):,}** marked so far"
+        f"**{result.out_of_sample_accuracy:.2f} %** out-of-sample accuracy · about **{estimated:,}** of "
+        f"{len(result.labels):,} labels likely wrong · **{len(marks or {}):,}** marked so far",
+        help="*Out-of-sample accuracy:* how often a model that never trained on an image gets it right. "
+        "*Likely wrong:* confident learning's estimate. For each digit, it counts the images that the "
+        "models confidently put in another class, and scales that share up to the whole class. That many "
+        f"images, from the top of the ranking, are flagged. The ranking goes by {RANKED_BY.replace('_', '-')}: "
+        "the lower the models' probability of the given label, the more suspicious.",
     )
     page_key = f"audit_page_{split}"
-    filter_col, download_col = st.columns([3, 1], vertical_alignment="center")
-    only_unmarked = filter_col.toggle(
+    flagged_col, unmarked_col, download_col = st.columns([2, 2, 2], vertical_alignment="center")
+    flagged_only = flagged_col.toggle(
+        "Flagged only", value=True, key=FLAGGED_ONLY, on_change=st.session_state.update, args=({page_key: 0},),
+        help=f"Only the {estimated:,} most suspicious images, as many as the estimate of wrong labels. "
+        "Off: every image of the split, most suspicious first.",
+    )
+    only_unmarked = unmarked_col.toggle(
         "Only unmarked", key=ONLY_UNMARKED, on_change=st.session_state.update, args=({page_key: 0},)
     )
-    order = ranking["order"]
+    order = ranking["order"][:estimated] if flagged_only else ranking["order"]
     if only_unmarked and marks:
         order = order[~np.isin(order, list(marks))]
     if marks is not None:
@@ -310,9 +333,14 @@ def _results(spec: AuditSpec, run: Run) -> None:
         )
     start, stop, pages = page_bounds(len(order), st.session_state.get(page_key, 0), PER_PAGE)
     if not len(order):
-        st.info("Every image here is marked.", icon=":material/check:")
+        if flagged_only and not estimated:
+            st.info("The models find no label they are confident is wrong. Turn off **Flagged only** to see "
+                    "every image, most suspicious first.", icon=":material/check:")
+        else:
+            st.info("Every image here is marked.", icon=":material/check:")
         return
-    st.caption(f"Suspects {start + 1:,}–{stop:,} of {len(order):,}, most suspicious first.")
+    what = "Suspects" if flagged_only else "Images"
+    st.caption(f"{what} {start + 1:,}–{stop:,} of {len(order):,}, most suspicious first.")
     shown = order[start:stop]
     for row in range(0, len(shown), COLUMNS):  # a row at a time, so a phone's single column keeps the order
         for column, index in zip(st.columns(COLUMNS), shown[row : row + COLUMNS]):
@@ -354,7 +382,7 @@ def _card(
     probabilities = result.probabilities[index]
     with st.container(border=True):
         st.markdown(
-            _card_html(index, image, given, suggested, probabilities, names, bool(ranking["issue"][index])),
+            _card_html(index, image, given, suggested, probabilities, names, bool(ranking["flagged"][index])),
             unsafe_allow_html=True,
         )
         dataset, split, runs_dir = where
@@ -404,26 +432,17 @@ def _card_html(
     )
     given_name, suggested_name = html.escape(names[given]), html.escape(names[suggested])
     badge = f" <span style='{BADGE}'>flagged</span>" if flagged else ""
-    if suggested != given:
-        change = (
-            f"given <b style='color:{RED}'>{given_name}</b> → suggested <b style='color:{INDIGO}'>{suggested_name}</b>"
-        )
-        sure = (
-            f"{given_name}: {_percent(probabilities[given])} · {suggested_name}: {_percent(probabilities[suggested])}"
-        )
-    else:
-        change, sure = f"given <b>{given_name}</b>, no better label", f"{given_name}: {_percent(probabilities[given])}"
+    change = f"labelled <b style='color:{RED}'>{given_name}</b> · maybe <b style='color:{INDIGO}'>{suggested_name}</b>"
+    reason = html.escape(why_suspected(given, suggested, float(probabilities[given]), float(probabilities[suggested]),
+                                     names))
     return (
         "<div style='display:flex;gap:12px;align-items:flex-start'>"
         f"<img src='data:image/png;base64,{picture}' width='112' height='112' alt='image {index}' "
         "style='image-rendering:pixelated;border:1px solid #e5e7eb;border-radius:4px;flex:none'>"
         "<div style='font-size:14px;line-height:1.5;min-width:0'>"
         f"<div style='color:#6b7280;font-size:13px'>Image {index}{badge}</div><div>{change}</div>"
-        f"<div style='color:#4b5563;font-size:13px'>{sure}</div>"
+        f"<div style='color:#4b5563;font-size:13px'>{reason}</div>"
         f"<div style='display:flex;gap:1px;margin-top:4px' aria-label='probabilities of the classes 0 to 9'>{bars}</div>"
         "</div></div>"
     )
 
-
-def _percent(probability: float) -> str:
-    return f"{probability * 100:.1f} %"

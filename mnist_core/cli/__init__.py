@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="suspected label errors of a split (confident learning)")
     audit.add_argument("--split", choices=("train", "test"), default="train")
-    audit.add_argument("--preset", choices=PRESETS, default="fast", help="how the fold models train (default: fast)")
+    audit.add_argument("--preset", choices=PRESETS, default="fast", help="how the fold models train (default: fast, for 3 epochs)")
     audit.add_argument("--folds", type=int, default=4, help="K of the K-fold cross-validation (default 4)")
+    audit.add_argument("--rounds", type=int, default=2,
+                       help="rounds of K-fold cross-validation, each with its own folds, averaged (default 2)")
     audit.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle (default 0)")
     audit.add_argument("--checkpoint", help="test split: judge it with this model (a run folder, a .pt file or "
                                             "'default') instead of the fold models' average")

@@ -4,8 +4,11 @@ A stored audit with the same settings is read back rather than trained again (`c
 true). Otherwise the audit runs here, as a run folder of kind "audit", waiting for a training
 slot like `train` does, with a progress bar on stderr; Ctrl-C stops it. The last stdout line
 is one JSON object: `ranked_indices` (every image of the split, most suspicious first),
-`seconds`, `folds`, `out_of_sample_accuracy`, `issues` (how many confident learning flags),
-`top` (the first 20 with their labels and probabilities), `run_dir` and `cached`.
+`seconds`, `folds`, `models`, `out_of_sample_accuracy`, `temperature` (how the fold models'
+probabilities were rescaled to be honest, `audit.fit_temperature`), `estimated_label_errors` (confident learning's
+estimate of how many labels are wrong: that many images, from the top, are flagged), `ranked_by`
+(the ranking score), `top` (the first 20 with their labels and probabilities), `run_dir` and
+`cached`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import sys
 import time
 
-from mnist_core.config import ConfigError, TrainConfig
+from mnist_core.config import ConfigError
 from mnist_core.ctrl_c import StopOnCtrlC
 from mnist_core.storage import CacheDamaged
 
@@ -24,14 +27,22 @@ TOP = 20
 
 def run_audit_command(args: argparse.Namespace) -> int:
     from mnist_core import slots
-    from mnist_core.audit import AuditSpec, create_audit, execute_audit, find_cached, result_for
+    from mnist_core.audit import (
+        RANKED_BY,
+        AuditSpec,
+        create_audit,
+        execute_audit,
+        find_cached,
+        fold_config,
+        result_for,
+    )
     from mnist_core.data import is_present, missing_message
     from mnist_core.runs import default_runs_dir
 
     start = time.perf_counter()
     try:
-        spec = AuditSpec(split=args.split, config=TrainConfig.preset(args.preset), folds=args.folds, seed=args.seed,
-                         checkpoint=args.checkpoint or "").validate()
+        spec = AuditSpec(split=args.split, config=fold_config(args.preset), folds=args.folds, seed=args.seed,
+                         checkpoint=args.checkpoint or "", rounds=args.rounds).validate()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -78,15 +89,20 @@ def run_audit_command(args: argparse.Namespace) -> int:
             return 1 if status["state"] == "failed" else 130
     ranking = result.ranking
     order = ranking["order"].tolist()
+    estimated = int(ranking["estimated"])
     top = [{"index": i, "given": int(result.labels[i]), "suggested": int(ranking["suggested"][i]),
             "given_probability": round(float(ranking["given_probability"][i]), 4),
+            "suggested_probability": round(float(ranking["suggested_probability"][i]), 4),
             "score": round(float(ranking["score"][i]), 4)} for i in order[:TOP]]
+    print(f"about {estimated:,} of the {len(order):,} {spec.split} labels are likely wrong (confident learning's "
+          f"estimate); ranked by {RANKED_BY.replace('_', ' ')}, the first {estimated:,} are flagged", file=sys.stderr)
     print(json.dumps({
-        "split": spec.split, "folds": spec.folds if not spec.checkpoint else 0, "run_dir": str(run.path),
+        "split": spec.split, "folds": spec.folds if not spec.checkpoint else 0, "models": spec.models,
+        "run_dir": str(run.path),
         "cached": cached is not None, "seconds": round(time.perf_counter() - start, 2),
         "audit_seconds": round(float(run.status().get("seconds") or 0), 2),
-        "out_of_sample_accuracy": round(result.out_of_sample_accuracy, 2),
-        "issues": int(ranking["issue"].sum()), "top": top, "ranked_indices": order,
+        "out_of_sample_accuracy": round(result.out_of_sample_accuracy, 2), "temperature": round(result.temperature, 3),
+        "estimated_label_errors": estimated, "ranked_by": RANKED_BY, "top": top, "ranked_indices": order,
     }))
     return 0
 

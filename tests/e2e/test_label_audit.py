@@ -34,7 +34,7 @@ def test_audit_mark_restart_and_train_without_the_marked_image(browser, e2e_data
         with running_server(e2e_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
             open_audit_tab(tab, url)
             tab.get_by_role("button", name="Start audit").click()
-            tab.get_by_text("out-of-sample accuracy").wait_for(timeout=240_000)  # 4 fold models, then the ranking
+            tab.get_by_text("out-of-sample accuracy").wait_for(timeout=240_000)  # 8 fold models, then the ranking
             wait_idle(tab)
             assert_no_errors(tab)
             tab.get_by_text("label is wrong", exact=True).first.click()
