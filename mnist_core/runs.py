@@ -189,6 +189,15 @@ def get_run(run_id: str, runs_dir: str | Path | None = None) -> Run:
     return Run(path)
 
 
+def model_source(spec: str, runs_dir: str | Path | None = None) -> str | Path:
+    """What `inference.resolve_checkpoint` takes, from what a person types: "default", a path that
+    exists (a run folder or a checkpoint file), or a run id in the runs folder. FileNotFoundError
+    says which it could not find."""
+    if spec == "default" or Path(spec).exists():
+        return spec
+    return get_run(spec, runs_dir).path
+
+
 class DeleteError(OSError):
     """A run folder could not be removed; the run is still listed and can be deleted again."""
 

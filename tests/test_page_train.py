@@ -99,6 +99,8 @@ def test_history_table_shows_every_run_with_its_results(app_env):
     row = table[table["run"] == done.id].iloc[0]
     assert row["best val acc %"] == "98.25" and row["model"] == "fast" and row["epochs"] == "2/2"
     assert "failed" in table[table["run"] == failed.id].iloc[0]["status"]
+    # The CSV is made on the click (run_table.rows_csv, tested in test_run_table.py).
+    assert [button.label for button in at.get("download_button")] == ["Download all runs as CSV"]
 
 
 def test_hosted_mode_caps_epochs_and_allows_one_job_per_visitor(app_env, monkeypatch):

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from mnist_core.listing import run_jobs, runs_of
+from mnist_core.run_table import rows_csv, run_rows
 from mnist_core.runs import (
     ACTIVE_STATES,
     ENDED_STATES,
@@ -108,6 +109,18 @@ def _history() -> None:
         # under the pointer and a double click on "Yes, delete it" cannot delete a second run.
         key=f"history_table_{st.session_state.get(DELETES, 0)}",
         column_config={"train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP)},
+    )
+    runs_dir = runner().runs_dir
+    st.download_button(
+        "Download all runs as CSV",
+        data=lambda: rows_csv(run_rows(runs_dir)),  # made on the click, not on every refresh
+        file_name="runs.csv",
+        mime="text/csv",
+        icon=":material/table_view:",
+        on_click="ignore",
+        key="history_csv",
+        help="Every run and job with its settings, test accuracy and time: the same table as "
+        "`python -m mnist_core runs --csv`, for a spreadsheet or a notebook.",
     )
     chosen = [runs[i] for i in table.selection.rows if i < len(runs)]
     if not chosen:

@@ -1,4 +1,4 @@
-"""Command line: `python -m mnist_core train|sweep|audit|embed|evaluate|jobs|presets|models`.
+"""Command line: `python -m mnist_core train|sweep|audit|embed|evaluate|compare|runs|export|jobs|presets|models`.
 
 One module per command beside this one (`cli/train.py`, `cli/sweep.py`, ...); this one parses
 the arguments and hands over. `mnist_core/__main__.py` only calls `main`.
@@ -9,8 +9,10 @@ last line on stdout is one JSON object with the results, for scripts and benchma
 `sweep` runs a hyperparameter sweep on Ray (see mnist_core.sweep), one progress line per
 trial on stderr. `audit` ranks a split's images by how likely their label is wrong
 (mnist_core.audit); `train --exclude-marked` leaves out those a person marked wrong. `embed`
-builds (or loads) a checkpoint's embedding map (mnist_core.embedding). `jobs` lists every
-background job of every kind (mnist_core.listing).
+builds (or loads) a checkpoint's embedding map (mnist_core.embedding). `compare` judges two
+models image by image (mnist_core.compare); `runs` lists every run with its settings and results
+(mnist_core.run_table); `export` writes a run as TensorBoard event files or its model as ONNX
+(mnist_core.export). `jobs` lists every background job of every kind (mnist_core.listing).
 """
 
 from __future__ import annotations
@@ -89,6 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--split", choices=("test", "train"), default="test")
 
+    compare = commands.add_parser("compare", help="two models image by image: what B fixes and breaks")
+    compare.add_argument("a", help="the baseline: a run id or folder, a checkpoint file, or 'default'")
+    compare.add_argument("b", help="the model compared with it, given the same way")
+    compare.add_argument("--split", choices=("test", "train"), default="test")
+    compare.add_argument("--json", action="store_true", help="only the JSON line")
+    compare.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR or ./data)")
+    compare.add_argument("--runs-dir", help="where run ids are looked up (default: $MNIST_RUNS_DIR or ./runs)")
+
+    runs = commands.add_parser("runs", help="every run and job: settings, accuracy, time (table, JSON or CSV)")
+    shown = runs.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="one JSON object per row")
+    shown.add_argument("--csv", action="store_true", help="CSV, as the Train page's history downloads it")
+    runs.add_argument("--runs-dir", help="the runs folder (default: $MNIST_RUNS_DIR or ./runs)")
+
+    export = commands.add_parser("export", help="a run as TensorBoard event files, or its model as ONNX")
+    export.add_argument("run", help="a run id or folder (--onnx: also a checkpoint file or 'default')")
+    export.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard event files under DIR/<run id>")
+    export.add_argument("--onnx", metavar="FILE", help="write the model as ONNX: 0..1 pixels in, probabilities out")
+    export.add_argument("--no-check", action="store_true", help="skip checking the ONNX model against PyTorch")
+    export.add_argument("--data-dir", help="folder holding MNIST/raw, for the ONNX check")
+    export.add_argument("--runs-dir", help="where run ids are looked up (default: $MNIST_RUNS_DIR or ./runs)")
+
     jobs = commands.add_parser("jobs", help="every background job (runs, trials, sweeps, audits, map builds)")
     jobs.add_argument("--kind", action="append", choices=KINDS, help="only jobs of this kind (repeat for more)")
     jobs.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -109,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
         from mnist_core.cli.evaluate import run_evaluate_command
 
         return run_evaluate_command(args)
+    if args.command == "compare":
+        from mnist_core.cli.compare import run_compare_command
+
+        return run_compare_command(args)
+    if args.command == "runs":
+        from mnist_core.cli.runs import run_runs_command
+
+        return run_runs_command(args)
+    if args.command == "export":
+        from mnist_core.cli.export import run_export_command
+
+        return run_export_command(args)
     if args.command == "jobs":
         from mnist_core.cli.jobs import run_jobs_command
 
