@@ -12,11 +12,13 @@ import streamlit as st
 
 from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, default_data_dir, load_split
 from mnist_core.inference import load_model
+from mnist_core.links import read_image, read_model
 from mnist_core.storage import plain_error
+from ui import links
 from ui.inside_views import activations_strip, as_uint8, embedding_map, show_picture
 from ui.mistakes_charts import thumbnail
 from ui.shell import point_to_train, require_app_shell
-from ui.state import checkpoint_path, model_picker
+from ui.state import DEFAULT, checkpoint_path, model_picker, runner, select_model
 
 require_app_shell()
 
@@ -59,6 +61,13 @@ st.title("Inside")
 st.caption(
     "What the model does with one image, layer by layer, and where it puts that image among the 10,000 test images."
 )
+link_slot = st.container()  # "Copy link", once the page knows what it shows
+link = links.incoming("inside")  # /inside?image=N[&run=ID] (mnist_core.links)
+chosen_by_link = read_model(link.get("run"), runner().runs_dir)
+if chosen_by_link.problem:
+    st.warning(chosen_by_link.problem, icon=":material/link_off:")
+elif chosen_by_link.value is not None:
+    select_model(chosen_by_link.value)
 choice = model_picker(key="inside_model")
 if choice is None:
     point_to_train("There is no model to look inside yet. Train one on the **Train** page, then come back here.")
@@ -80,6 +89,12 @@ except (DatasetMissing, DatasetCorrupt) as error:
         )
         st.stop()
 
+if link.get("image"):
+    linked = read_image(link["image"], len(labels) if labels is not None else 0)
+    if linked.problem:
+        st.warning(linked.problem, icon=":material/link_off:")
+    elif linked.value is not None:
+        inspect_later(linked.value)
 if PENDING in st.session_state:  # before the widgets exist: their values may only be set then
     st.session_state.update({INDEX: st.session_state.pop(PENDING), SOURCE: TEST_IMAGE})
 elif INDEX in st.session_state:  # kept while the drawing is shown instead (Streamlit forgets unshown widgets)
@@ -99,6 +114,10 @@ with controls:
         caption = "Your drawing from the Draw page, as the model sees it"
 with picture:
     show_picture(thumbnail(as_uint8(image), IMAGE_SCALE), caption)
+shown = {"image": highlight, "run": None if choice == DEFAULT else choice}
+links.follow("inside", **shown)
+with link_slot:
+    links.copy_link("inside_copy_link", **shown)
 
 st.subheader("Layer by layer")
 activations_strip(model, config, image, key="inside")

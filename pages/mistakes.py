@@ -16,17 +16,22 @@ from mnist_core.checkpoint import CheckpointError
 from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, load_split
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.inference import load_model
+from mnist_core.links import read_image, read_model
 from mnist_core.saliency import integrated_gradients
 from mnist_core.storage import plain_error
+from ui import links
 from ui import mistakes_charts as charts
+from ui.compare_view import BASELINE, compare_tab
 from ui.inside_views import activations_strip
 from ui.label_audit import label_audit_view
 from ui.shell import require_app_shell
-from ui.state import checkpoint_path, model_picker
+from ui.state import checkpoint_path, model_picker, runner, select_model, selected_model
 
 require_app_shell()
 
 TRUE, PREDICTED, PAGE = "mistakes_true", "mistakes_predicted", "mistakes_page"
+LINKED_IMAGE, SHOWN_IMAGE = "mistakes_linked_image", "mistakes_shown_image"  # an image a link asked for; the one shown
+TAB, COMPARE = "mistakes_tab", "Compare with a baseline"
 INSPECTED, CONFUSION, LEAST_FIRST = "mistakes_inspected", "mistakes_confusion", "mistakes_least_first"
 COLUMNS = 6  # 24 thumbnails per page = 4 rows
 
@@ -81,7 +86,8 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, na
             st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
             label = f"{names[result.labels[index]]} → {names[result.predictions[index]]} · {result.confidence[index]:.0%}"
             st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
-                      type="tertiary", on_click=st.session_state.update, args=({INSPECTED: int(index)},))
+                      type="tertiary", on_click=st.session_state.update,
+                      args=({INSPECTED: int(index), LINKED_IMAGE: False},))
     if pages > 1:
         page = start // charts.PER_PAGE
         back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
@@ -96,8 +102,8 @@ def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index:
     """One mistake enlarged, its saliency map (for the prediction or the truth) and all ten probabilities."""
     true_class, predicted = int(result.labels[index]), int(result.predictions[index])
     names, noun = CLASS_NAMES[dataset], CLASS_NOUN[dataset]
-    st.markdown(f"**Image {index}**: a **{names[true_class]}** the model read as **{names[predicted]}** "
-                f"({result.confidence[index]:.0%} sure)")
+    read = f"read as **{names[predicted]}**" if predicted != true_class else "read right"
+    st.markdown(f"**Image {index}**: a **{names[true_class]}** the model {read} ({result.confidence[index]:.0%} sure)")
     target = st.radio("Saliency map for", [predicted, true_class], horizontal=True,
                       format_func=lambda c: f"{names[c]} (prediction)" if c == predicted else f"{names[c]} (truth)")
     attribution = integrated_gradients(model, image, target, dataset=dataset)
@@ -159,12 +165,14 @@ def mistakes_tab() -> None:
     if st.session_state.get(LEAST_FIRST):
         shown = shown[::-1]
     inspected = st.session_state.get(INSPECTED)
-    if len(shown) and (inspected is None or inspected not in shown):  # nothing chosen here yet: the page's first
+    linked = st.session_state.get(LINKED_IMAGE) and inspected is not None and 0 <= inspected < len(images)
+    if len(shown) and not linked and (inspected is None or inspected not in shown):  # the page's first
         inspected = int(shown[charts.page_bounds(len(shown), st.session_state.get(PAGE, 0))[0]])
+    st.session_state[SHOWN_IMAGE] = inspected if (len(shown) or linked) else None  # for the page's URL
     gallery_col, detail_col = st.columns([3, 2], gap="large")
     with gallery_col:
         gallery_ui(result, images, shown, inspected, names)
-    if len(shown):
+    if len(shown) or linked:
         with detail_col, st.container(border=True):
             detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
         # Off by default: the strip costs a forward pass and a dozen pictures per rerun.
@@ -173,11 +181,49 @@ def mistakes_tab() -> None:
             activations_strip(model, config, images[inspected].numpy(), key="mistakes_inside")
 
 
+def apply_link() -> str | None:
+    """A pasted or followed link's state (mnist_core.links): the model, the image, the baseline.
+    Returns the tab to open; a part that names nothing is said in a warning and ignored."""
+    params = links.incoming("mistakes")
+    if not params:
+        return None
+    runs_dir = runner().runs_dir
+    model = read_model(params.get("run"), runs_dir)
+    baseline = read_model(params.get("baseline"), runs_dir, name="baseline")
+    image = read_image(params.get("image"))
+    for problem in (model.problem, baseline.problem, image.problem):
+        if problem:
+            st.warning(problem, icon=":material/link_off:")
+    if model.value is not None:
+        select_model(model.value)
+    if image.value is not None:
+        st.session_state.update({INSPECTED: image.value, LINKED_IMAGE: True, TRUE: None, PREDICTED: None, PAGE: 0})
+    if baseline.value is not None:
+        st.session_state[BASELINE] = baseline.value
+        return COMPARE
+    return "Mistakes" if model.value is not None or image.value is not None else None
+
+
 st.title("Mistakes")
 st.caption("The validation images the model gets wrong: where it fails, how sure it was and why.")
-# Both tabs are drawn on every run; the label audit's tab is a fragment, so its clicks redraw only itself.
-mistakes, label_errors = st.tabs(["Mistakes", "Suspected label errors"])
+link_slot = st.container()  # "Copy link", filled in once the page knows what it shows
+opened = apply_link()
+if opened:
+    st.session_state[TAB] = opened  # a link opens its tab, even in a session that had another open
+# The label audit's tab is a fragment, so its clicks redraw only itself; the comparison is drawn
+# only while its tab is open (it evaluates a second model).
+mistakes, comparison, label_errors = st.tabs(["Mistakes", COMPARE, "Suspected label errors"], key=TAB,
+                                             on_change="rerun")
 with mistakes:
     mistakes_tab()
+with comparison:
+    if comparison.open:
+        compare_tab()
 with label_errors:
     label_audit_view()
+in_comparison = comparison.open and selected_model() != st.session_state.get(BASELINE)
+state = ({"run": selected_model(), "baseline": st.session_state.get(BASELINE)} if in_comparison
+         else {"run": selected_model(), "image": st.session_state.get(SHOWN_IMAGE)})
+links.follow("mistakes", **state)
+with link_slot:
+    links.copy_link("mistakes_copy_link", **state)

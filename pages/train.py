@@ -5,12 +5,15 @@ import streamlit as st
 from mnist_core.config import ConfigError
 from mnist_core.data import DatasetMissing
 from mnist_core.jobs import RayMissing
+from mnist_core.links import read_model
 from mnist_core.policy import QuotaExceeded
+from mnist_core.runs import Run
 from mnist_core.storage import plain_error
+from ui import links
 from ui.dataset import dataset_ready
 from ui.history import run_history
 from ui.hosted import visitor
-from ui.live_run import live_run_panel, watch
+from ui.live_run import live_run_panel, watch, watched_run
 from ui.shell import require_app_shell
 from ui.state import runner
 from ui.sweep_tab import sweep_tab
@@ -18,7 +21,22 @@ from ui.train_form import hyperparameters_ui
 
 require_app_shell()
 
+
+def apply_link() -> None:
+    """`/train?run=ID` shows that run's curves (mnist_core.links); a run that is not here is said."""
+    params = links.incoming("train")
+    if not params:
+        return
+    read = read_model(params.get("run"), runner().runs_dir, need_model=False)
+    if read.problem:
+        st.warning(read.problem, icon=":material/link_off:")
+    elif read.value is not None:
+        watch(Run(runner().runs_dir / read.value))
+
+
 st.title("Train")
+link_slot = st.container()  # "Copy link", once the page knows which run it shows
+apply_link()
 # Both tabs are drawn on every run (not lazily), so neither form forgets its values while the other is shown.
 single, sweep = st.tabs(["Single run", "Sweep"])
 with single:
@@ -49,6 +67,11 @@ with single:
                 st.rerun()  # redraw the form (Start may now be disallowed) and the live panel
     with live:
         live_run_panel()
+        shown = watched_run()
+        links.follow("train", run=shown.id if shown else None)
+        if shown is not None:
+            with link_slot:
+                links.copy_link("train_copy_link", run=shown.id)
 with sweep:
     sweep_tab()
 st.divider()

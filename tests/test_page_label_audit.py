@@ -78,7 +78,7 @@ def verdict(app: AppTest, index: int):
 
 def test_a_stored_audit_shows_the_suspects_first_and_a_verdict_is_saved_at_once(stored_audit, studio):
     app = open_mistakes()
-    assert [tab.label for tab in app.tabs] == ["Mistakes", "Suspected label errors"]
+    assert [tab.label for tab in app.tabs] == ["Mistakes", "Compare with a baseline", "Suspected label errors"]
     assert any("Stored audit from" in m.value and "12 s" in m.value for m in app.markdown)
     assert any(  # one confident misfit in each of three classes of ~50 images: about 3 wrong labels
         "about **3** of 512 labels likely wrong" in m.value and "**0** marked so far" in m.value for m in app.markdown

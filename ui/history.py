@@ -24,7 +24,7 @@ from mnist_core.visitors import NotYours
 from ui.charts import compare_figures
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
 from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch
-from ui.state import runner
+from ui.state import DEFAULT, model_choices, runner, select_model, selected_model
 from ui.train_form import load_into_form
 
 
@@ -135,11 +135,19 @@ def _history() -> None:
 
 
 def _actions(run: Run, summary: RunSummary) -> None:
-    watch_column, reuse, download, delete = st.columns(4)
+    watch_column, compare_column, reuse, download, delete = st.columns(5)
     no_curves = summary.damaged or summary.kind == "audit"  # an audit is read on Mistakes' label-audit tab
     if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=no_curves):
         watch(run)
         st.rerun()
+    baseline = next((choice for choice in (selected_model(), DEFAULT, *model_choices()) if choice
+                     and choice != run.id and choice in model_choices()), None)
+    if compare_column.button("Compare with…", icon=":material/compare_arrows:", width="stretch",
+                             disabled=no_curves or not run.has_checkpoint() or baseline is None,
+                             help="Image by image against another model, on the Mistakes page: which digits "
+                             "this run fixes and which it breaks."):
+        select_model(run.id)
+        st.switch_page("pages/mistakes.py", query_params={"run": run.id, "baseline": baseline})
     mine = may_change(summary.owner)  # on a shared demo: reuse and delete only your own runs
     if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=no_curves or not mine,
                     help=None if mine else NOT_YOURS_HELP):
