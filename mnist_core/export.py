@@ -10,15 +10,17 @@
   and the softmax are inside the graph. `check_onnx` runs it with onnxruntime on the test split
   and counts how often it agrees with PyTorch.
 
-tensorboardX and onnx are optional (`pip install -r requirements-export.txt`); without them the
-functions raise ExportUnavailable, which says what to install.
+tensorboardX and onnx are in requirements.txt; an install without them still runs, and these
+functions then raise ExportUnavailable, which says what to install.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -28,7 +30,7 @@ from mnist_core.events import EpochEnd, Finished, Progress
 from mnist_core.runs import Run
 
 ONNX_OPSET = 17
-INSTALL = "pip install -r requirements-export.txt"
+INSTALL = "pip install -r requirements.txt"
 
 
 class ExportUnavailable(RuntimeError):
@@ -86,12 +88,34 @@ class _Deployable(torch.nn.Module):
         return torch.softmax(self.model((pixels - self.mean) / self.std), dim=1)
 
 
+def tensorboard_zip(run: Run) -> bytes:
+    """`to_tensorboard`'s files as one zip (the pages' download): unzip, then
+    `tensorboard --logdir` the folder it made."""
+    with tempfile.TemporaryDirectory(prefix="mnist-tensorboard-") as scratch:
+        folder = to_tensorboard(run, scratch)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(scratch))
+        return buffer.getvalue()
+
+
 def to_onnx(checkpoint: str | Path, file: str | Path) -> Path:
     """Write the checkpoint's model (a run folder, a .pt file or "default") as ONNX to `file`,
     written whole or not at all; returns the file."""
+    from mnist_core.storage import atomic_write_bytes
+
+    data = onnx_bytes(checkpoint)
+    path = Path(file)
+    atomic_write_bytes(path, lambda out: out.write(data), needed_bytes=len(data))
+    return path
+
+
+def onnx_bytes(checkpoint: str | Path) -> bytes:
+    """The checkpoint's model as an ONNX file's bytes (see the module docstring for its input and output)."""
     _require("onnx", "ONNX export")
     from mnist_core.inference import load_model, resolve_checkpoint
-    from mnist_core.storage import atomic_write_bytes
 
     model, config = load_model(resolve_checkpoint(checkpoint))
     deployable = _Deployable(model, config.dataset).eval()
@@ -102,10 +126,13 @@ def to_onnx(checkpoint: str | Path, file: str | Path) -> Path:
         torch.onnx.export(deployable, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["pixels"], output_names=["probabilities"],
                           dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
-    data = buffer.getvalue()
-    path = Path(file)
-    atomic_write_bytes(path, lambda out: out.write(data), needed_bytes=len(data))
-    return path
+    return buffer.getvalue()
+
+
+def available() -> str | None:
+    """None when both exports can be made here, else what to install, in words (for a page)."""
+    missing = [module for module in ("tensorboardX", "onnx") if importlib.util.find_spec(module) is None]
+    return f"Exports need {' and '.join(missing)}: {INSTALL}" if missing else None
 
 
 def check_onnx(file: str | Path, checkpoint: str | Path, data_dir: str | Path | None = None) -> dict:

@@ -24,6 +24,7 @@ for module in ("tensorboardX", "onnx", "onnxruntime", "tensorboard"):
         if os.environ.get("CI"):
             raise RuntimeError(f"{module} is missing: pip install -r requirements-dev.txt")
         pytest.skip(f"{module} is not installed (pip install -r requirements-dev.txt)", allow_module_level=True)
+    # tensorboardX and onnx are in requirements.txt; onnxruntime and tensorboard, the readers, in requirements-dev.txt
 
 
 @pytest.fixture(scope="module")
@@ -90,5 +91,25 @@ def test_the_command_exports_both_and_says_what_is_missing(finished_run, tmp_pat
     assert unknown.returncode == 1 and "no run 'no-such-run'" in unknown.stderr and not (tmp_path / "x.onnx").exists()
 
     monkeypatch.setattr(export.importlib.util, "find_spec", lambda name: None)  # as without the packages
-    with pytest.raises(export.ExportUnavailable, match="pip install -r requirements-export.txt"):
+    with pytest.raises(export.ExportUnavailable, match="pip install -r requirements.txt"):
         export.to_onnx("default", tmp_path / "y.onnx")
+
+
+def test_the_pages_downloads_hold_the_same_exports(finished_run, tmp_path):
+    import io
+    import zipfile
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with zipfile.ZipFile(io.BytesIO(export.tensorboard_zip(finished_run))) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    reader = EventAccumulator(str(tmp_path / "unzipped" / finished_run.id))
+    reader.Reload()
+    assert {"train/loss", "val/loss", "val/accuracy"} <= set(reader.Tags()["scalars"])
+
+    import numpy as np
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(export.onnx_bytes(finished_run.path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"pixels": np.zeros((1, 1, 28, 28), np.float32)})[0].shape == (1, 10)
+    assert export.available() is None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from mnist_core import export
 from mnist_core.listing import run_jobs, runs_of
 from mnist_core.run_table import rows_csv, run_rows
 from mnist_core.runs import (
@@ -168,6 +169,7 @@ def _actions(run: Run, summary: RunSummary) -> None:
                                      icon=":material/download:", width="stretch")
         if summary.state in ENDED_STATES:
             open_in_buttons(run, key="history")
+            _export_buttons(run)
     if summary.state in ACTIVE_STATES or not mine:
         reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else NOT_YOURS_HELP
         delete.button("Delete", icon=":material/delete:", disabled=True, width="stretch", help=reason)
@@ -183,3 +185,23 @@ def _actions(run: Run, summary: RunSummary) -> None:
                 st.session_state[DELETES] = st.session_state.get(DELETES, 0) + 1
                 st.toast(f"Deleted run {run.id}")
                 st.rerun()
+
+
+def _export_buttons(run: Run) -> None:
+    """The run for TensorBoard (a zip of event files) and its model as ONNX, each made on the click."""
+    missing = export.available()
+    tensorboard, onnx = st.columns(2)
+    tensorboard.download_button(
+        "Download for TensorBoard", data=lambda: export.tensorboard_zip(run), file_name=f"{run.id}-tensorboard.zip",
+        mime="application/zip", icon=":material/insights:", width="stretch", on_click="ignore",
+        key=f"history_tensorboard_{run.id}", disabled=missing is not None,
+        help=missing or "The curves and settings as TensorBoard event files: unzip, then run "
+        "`tensorboard --logdir` on the folder.",
+    )
+    onnx.download_button(
+        "Download as ONNX", data=lambda: export.onnx_bytes(run.path), file_name=f"{run.id}.onnx",
+        mime="application/octet-stream", icon=":material/deployed_code:", width="stretch", on_click="ignore",
+        key=f"history_onnx_{run.id}", disabled=missing is not None,
+        help=missing or "The model for onnxruntime or a web page: 0..1 pixels [N, 1, 28, 28] in, the ten "
+        "probabilities out (normalization inside).",
+    )
