@@ -212,3 +212,11 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def matching_preset(config: TrainConfig) -> str | None:
+    """The preset `config` was made from, or None: every setting equal, except the ones a preset
+    leaves to the person (the images left out, the dataset, the device, the seed)."""
+    unset = {"exclude": (), "dataset": "mnist", "device": "auto", "seed": 0}
+    plain = config.replace(**unset).to_dict()
+    return next((name for name, preset in PRESETS.items() if preset.config.replace(**unset).to_dict() == plain), None)

@@ -67,6 +67,9 @@ LOCAL = Visitor.local()  # a private install's user: may change anything
 AUDIT = "audit"  # the status "kind" of a label audit's run folder (mnist_core.audit)
 
 
+ETA_AFTER_PROGRESS, ETA_AFTER_SECONDS = 0.05, 2.0  # a run's time left is estimated from 5 % and 2 s on
+
+
 class RunDamaged(ValueError):
     """A run folder's config.json or status.json cannot be read; the message says which and why."""
 
@@ -295,8 +298,11 @@ class RunSummary:
 
     @property
     def seconds_left(self) -> float | None:
-        """Training time left at the pace so far (evaluation after each epoch not included)."""
-        if self.last_progress is None or self.progress <= 0:
+        """Training time left at the pace so far (evaluation after each epoch not included); None
+        until the pace means something: the first steps also warm up (allocation, caches), so an
+        estimate made then is several times too long."""
+        if (self.last_progress is None or self.progress < ETA_AFTER_PROGRESS
+                or self.last_progress.elapsed < ETA_AFTER_SECONDS):
             return None
         return self.last_progress.elapsed * (1 - self.progress) / self.progress
 

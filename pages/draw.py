@@ -185,6 +185,6 @@ st.caption("Draw a digit with the mouse or a finger: it is cropped, scaled and c
 choice = model_picker(key="draw_model")
 if choice is None:
     point_to_train("There is no model to draw for yet. Train one on the **Train** page (the *fast* preset takes "
-                   "about a minute on a CPU), then come back here.")
+                   "a few seconds on a CPU), then come back here.")
     st.stop()
 draw_and_predict(choice)

@@ -143,3 +143,22 @@ def test_status_files_are_always_whole_json(runs_dir):
         run.update_status(step=step)
     assert json.loads((run.path / "status.json").read_text())["step"] == 49
     assert not [p for p in run.path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_the_time_left_waits_until_the_pace_means_something(runs_dir):
+    run = create_run(TrainConfig(epochs=1), runs_dir)
+    run.update_status(state="running")
+    run.append_event(Progress(1, 1, 100, 2.3, 500.0, 0.9))  # step 1: warming up, a wild pace
+    assert summarize(run).seconds_left is None  # said as "estimating the time left…"
+    run.append_event(Progress(1, 4, 100, 1.1, 5_000.0, 1.5))  # 4 % done
+    assert summarize(run).seconds_left is None
+    run.append_event(Progress(1, 20, 100, 0.5, 6_000.0, 4.0))  # 20 % in 4 s: 16 s to go
+    assert summarize(run).seconds_left == pytest.approx(16.0)
+
+
+def test_a_run_made_from_a_preset_is_known_as_that_preset():
+    from mnist_core.config import PRESETS, matching_preset
+
+    for name, preset in PRESETS.items():
+        assert matching_preset(preset.config.replace(seed=7, exclude=(1, 2))) == name  # a person's choices aside
+    assert matching_preset(PRESETS["fast"].config.replace(lr=0.02)) is None

@@ -24,9 +24,9 @@ from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import compare_figures
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
-from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch
+from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch, watched_id
 from ui.state import DEFAULT, model_choices, runner, select_model, selected_model
-from ui.train_form import load_into_form
+from ui.train_form import CUSTOM, reuse_settings
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
@@ -87,6 +87,9 @@ HISTORY_POLL_SECONDS = 2.0
 DELETES = "history_deletes"  # session_state: how many runs this session deleted (the table's key)
 
 
+NOTICE = "history_notice"
+
+
 def run_history() -> None:
     """The history table; while any run is queued or running it refreshes every HISTORY_POLL_SECONDS."""
     st.subheader("Run history")
@@ -94,7 +97,15 @@ def run_history() -> None:
     st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
 
 
+def _say_after_rerun(message: str, icon: str) -> None:
+    """A toast for the next run: one made just before st.rerun() would be lost with this run's output."""
+    st.session_state[NOTICE] = (message, icon)
+
+
 def _history() -> None:
+    if NOTICE in st.session_state:
+        message, icon = st.session_state.pop(NOTICE)
+        st.toast(message, icon=icon)
     runs = runs_of(run_jobs())
     if not runs:
         st.caption("Finished, stopped and failed runs will be listed here.")
@@ -153,10 +164,13 @@ def _actions(run: Run, summary: RunSummary) -> None:
     if reuse.button("Reuse settings", icon=":material/replay:", width="stretch", disabled=no_curves or not mine,
                     help=None if mine else NOT_YOURS_HELP):
         try:
-            load_into_form(settings_to_reuse(run, by=visitor()))
+            preset = reuse_settings(settings_to_reuse(run, by=visitor()))
         except (NotYours, RunDamaged) as error:
             st.error(plain_error(error), icon=":material/block:")
         else:
+            named = "custom settings" if preset == CUSTOM else f"the {preset.replace('-', ' ')} preset"
+            _say_after_rerun(f"The form above now holds run {run.id}'s settings ({named}). Press Start training "
+                             "to run them again.", ":material/replay:")
             st.rerun()
     if run.has_checkpoint() and not summary.damaged:
         try:
@@ -168,7 +182,8 @@ def _actions(run: Run, summary: RunSummary) -> None:
                                      file_name=f"{run.id}.pt", mime="application/octet-stream",
                                      icon=":material/download:", width="stretch")
         if summary.state in ENDED_STATES:
-            open_in_buttons(run, key="history")
+            if run.id != watched_id():  # the run shown above has its own "Open in" buttons there
+                open_in_buttons(run, key="history")
             _export_buttons(run)
     if summary.state in ACTIVE_STATES or not mine:
         reason = "Stop the run before deleting it." if summary.state in ACTIVE_STATES else NOT_YOURS_HELP
@@ -183,7 +198,7 @@ def _actions(run: Run, summary: RunSummary) -> None:
                 st.error(plain_error(error))
             else:
                 st.session_state[DELETES] = st.session_state.get(DELETES, 0) + 1
-                st.toast(f"Deleted run {run.id}")
+                _say_after_rerun(f"Deleted run {run.id}.", ":material/delete:")
                 st.rerun()
 
 

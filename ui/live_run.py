@@ -35,6 +35,11 @@ def watch(run: Run) -> None:
     st.session_state[WATCHED_RUN] = run.id
 
 
+def watched_id() -> str | None:
+    """The id of the run shown in the live panel, as this session last chose it."""
+    return st.session_state.get(WATCHED_RUN)
+
+
 def watched_run() -> Run | None:
     """The run this session watches; a new session (reload, second tab) picks the newest active one.
 
@@ -147,7 +152,7 @@ def _status_line(run: Run, summary: RunSummary, events: list) -> None:
     left = summary.seconds_left
     st.progress(summary.progress, text=f"Epoch {last.epoch}/{config.epochs} · step {last.step}/{last.steps_per_epoch} · "
                 f"{last.images_per_second:,.0f} images/s"
-                + (f" · about {duration(left)} left" if left is not None else "")
+                + (f" · about {duration(left)} left" if left is not None else " · estimating the time left…")
                 + (f" · {started.device}" if started else ""))
 
 
@@ -167,9 +172,9 @@ def _summary(run: Run, summary: RunSummary, events: list) -> None:
         st.warning(summary.message or f"This run was {summary.state}.", icon=":material/info:")
     if run.has_checkpoint():
         epochs = [e for e in events if isinstance(e, EpochEnd)]
-        if not finished and epochs:
-            st.caption(f"Its checkpoint after epoch {epochs[-1].epoch} "
-                       f"({epochs[-1].val_accuracy:.2f} % validation accuracy) is kept.")
+        if not finished and epochs:  # the message above already says the checkpoint is kept: say how good it is
+            st.caption(f"After epoch {epochs[-1].epoch}, the last one it finished: "
+                       f"{epochs[-1].val_accuracy:.2f} % validation accuracy.")
         open_in_buttons(run)
 
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.config import DATASETS, DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TRAIN_IMAGES, TrainConfig
+from mnist_core.config import (
+    DATASETS,
+    DEVICES,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    TRAIN_IMAGES,
+    TrainConfig,
+    matching_preset,
+)
 from mnist_core.marks import VERDICT_LABELS, MarksDamaged, leave_out
 from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
@@ -42,6 +51,16 @@ def load_into_form(config: TrainConfig, preset: str = CUSTOM) -> None:
     st.session_state["form_preset"] = preset
     if preset == CUSTOM:  # a preset leaves the box as it was
         st.session_state["form_exclude_marked"] = bool(config.exclude)
+
+
+def reuse_settings(config: TrainConfig) -> str:
+    """'Reuse settings': a run's config into the form, under its preset's name when it was made
+    from one (else Custom), the 'leave out marked images' box as that run had it. Returns the
+    preset's name."""
+    preset = matching_preset(config) or CUSTOM
+    load_into_form(config, preset)
+    st.session_state["form_exclude_marked"] = bool(config.exclude)
+    return preset
 
 
 def _on_preset_change() -> None:
