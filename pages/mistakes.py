@@ -33,7 +33,7 @@ TRUE, PREDICTED, PAGE = "mistakes_true", "mistakes_predicted", "mistakes_page"
 LINKED_IMAGE, SHOWN_IMAGE = "mistakes_linked_image", "mistakes_shown_image"  # an image a link asked for; the one shown
 TAB, COMPARE = "mistakes_tab", "Compare with a baseline"
 INSPECTED, CONFUSION, LEAST_FIRST = "mistakes_inspected", "mistakes_confusion", "mistakes_least_first"
-COLUMNS = 6  # 24 thumbnails per page = 4 rows
+TILE_WIDTH = 104  # a thumbnail (84 px) and its label; 24 to a page
 
 
 def go_to_page(page: int) -> None:
@@ -80,14 +80,11 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, na
         st.info("No mistakes of this kind.", icon=":material/check:")
         return
     st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click a label to inspect that image.")
-    grid = st.columns(COLUMNS)
-    for slot, index in enumerate(shown[start:stop]):  # only this page's images are converted
-        with grid[slot % COLUMNS]:
-            st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
-            label = f"{names[result.labels[index]]} → {names[result.predictions[index]]} · {result.confidence[index]:.0%}"
-            st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
-                      type="tertiary", on_click=st.session_state.update,
-                      args=({INSPECTED: int(index), LINKED_IMAGE: False},))
+    # Tiles of a fixed width in one wrapping row: as many to a line as fit, in reading order, on a
+    # phone too (columns would stack column by column there, and run thousands of pixels down).
+    with st.container(horizontal=True, gap="small"):
+        for index in shown[start:stop]:  # only this page's images are converted
+            _tile(result, images, int(index), inspected, names)
     if pages > 1:
         page = start // charts.PER_PAGE
         back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
@@ -96,6 +93,15 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, na
         where.markdown(f"<div style='text-align:center'>page {page + 1} of {pages}</div>", unsafe_allow_html=True)
         forward.button("Next", icon=":material/chevron_right:", key="mistakes_next", disabled=page == pages - 1,
                        on_click=go_to_page, args=(page + 1,))
+
+
+def _tile(result: Evaluation, images, index: int, inspected: int, names: tuple[str, ...]) -> None:
+    with st.container(width=TILE_WIDTH, gap=None):
+        st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
+        label = f"{names[result.labels[index]]} → {names[result.predictions[index]]} · {result.confidence[index]:.0%}"
+        st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
+                  type="tertiary", on_click=st.session_state.update,
+                  args=({INSPECTED: index, LINKED_IMAGE: False},))
 
 
 def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index: int) -> None:

@@ -19,6 +19,9 @@ def smooth(values, weight: float = 0.85) -> np.ndarray:
     return smoothed
 
 
+# No toolbar over the charts: on a phone it covers their titles. Dragging still zooms, and a
+# double click (a double tap) goes back to the whole chart.
+CHART_CONFIG = {"displayModeBar": False}
 MAX_POINTS = 600  # per line: more is invisible on screen and slows every live redraw
 
 

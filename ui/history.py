@@ -22,7 +22,7 @@ from mnist_core.runs import (
 )
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
-from ui.charts import compare_figures
+from ui.charts import CHART_CONFIG, compare_figures
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
 from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch, watched_id
 from ui.state import DEFAULT, model_choices, runner, select_model, selected_model
@@ -140,8 +140,8 @@ def _history() -> None:
         return
     loss, accuracy = compare_figures({run.id: run.events() for run in chosen})
     left, right = st.columns(2)
-    left.plotly_chart(loss, width="stretch", key="compare_loss")
-    right.plotly_chart(accuracy, width="stretch", key="compare_accuracy")
+    left.plotly_chart(loss, width="stretch", key="compare_loss", config=CHART_CONFIG)
+    right.plotly_chart(accuracy, width="stretch", key="compare_accuracy", config=CHART_CONFIG)
     if len(chosen) == 1:
         _actions(chosen[0], summaries[runs.index(chosen[0])])
 

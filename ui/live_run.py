@@ -17,7 +17,7 @@ from mnist_core.listing import run_jobs, runs_of
 from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
-from ui.charts import training_loss_figure, validation_figure
+from ui.charts import CHART_CONFIG, training_loss_figure, validation_figure
 from ui.hosted import may_change, visitor
 from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
@@ -96,8 +96,10 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
             st.toast("Stopping after the current step…")
     _status_line(run, summary, events)
     left, right = st.columns(2)
-    left.plotly_chart(training_loss_figure(events, summary.config.epochs), width="stretch", key=f"loss_{run.id}")
-    right.plotly_chart(validation_figure(events, summary.config.epochs), width="stretch", key=f"val_{run.id}")
+    left.plotly_chart(training_loss_figure(events, summary.config.epochs), width="stretch", key=f"loss_{run.id}",
+                     config=CHART_CONFIG)
+    right.plotly_chart(validation_figure(events, summary.config.epochs), width="stretch", key=f"val_{run.id}",
+                      config=CHART_CONFIG)
     _first_layer_filters(run, events)
     if state not in ACTIVE_STATES:
         _summary(run, summary, events)

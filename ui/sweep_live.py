@@ -16,6 +16,7 @@ from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
 from mnist_core.storage import plain_error
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
 from mnist_core.visitors import NotYours
+from ui.charts import CHART_CONFIG
 from ui.hosted import may_change, visitor
 from ui.live_run import open_in_buttons
 from ui.state import runner
@@ -105,7 +106,8 @@ def _sweep_panel(sweep: Sweep, was_active: bool) -> None:
         },
     )
     if names and sum(s.best_val_accuracy is not None for s in summaries) >= 2:
-        st.plotly_chart(parcoords_figure(summaries, names), width="stretch", key=f"sweep_parcoords_{sweep.id}")
+        st.plotly_chart(parcoords_figure(summaries, names), width="stretch", key=f"sweep_parcoords_{sweep.id}",
+                        config=CHART_CONFIG)
         st.caption(
             "Each line is a trial: drag along an axis to pick a band of values; the colour is its best "
             "validation accuracy."
@@ -114,7 +116,7 @@ def _sweep_panel(sweep: Sweep, was_active: bool) -> None:
         (f"trial {n}: {describe(s.config, names)}" if s.config else f"trial {n}", run.events())
         for n, s, run in zip(numbers, summaries, runs)
     ]
-    st.plotly_chart(curves_figure(curves), width="stretch", key=f"sweep_curves_{sweep.id}")
+    st.plotly_chart(curves_figure(curves), width="stretch", key=f"sweep_curves_{sweep.id}", config=CHART_CONFIG)
     _open_a_trial(runs, summaries, numbers, names, sweep)
 
 
