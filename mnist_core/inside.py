@@ -35,6 +35,7 @@ class LayerOutput:
     shape: tuple[int, ...]  # the output's shape without the batch dimension, e.g. (8, 24, 24)
     parameters: int  # the module's own parameter count (trained or fixed)
     output: np.ndarray  # float32, that shape
+    step: int = 0  # its place in the strip, from 1 (layers that do nothing at inference are not counted)
 
     @property
     def is_map(self) -> bool:
@@ -43,9 +44,13 @@ class LayerOutput:
 
     @property
     def label(self) -> str:
-        """What a panel is titled with, as ConvNetJS does: name, kind, output shape, parameters."""
+        """What a panel is titled with, as ConvNetJS does: its step, kind, output shape and parameters,
+        and the module's name when it is a word ("conv1"; a Sequential's "3" would only repeat the
+        step, off by the layers left out)."""
         size = "×".join(str(s) for s in self.shape)
-        return f"{self.name} · {self.kind} · {size} · {self.parameters:,} params"
+        base = self.name.split("#")[0]  # "sigmoid#2": the second call of one module
+        named = "" if base.isdigit() or base.lower() == self.kind.lower() else f" ({self.name})"
+        return f"{self.step}. {self.kind}{named} · {size} · {self.parameters:,} params"
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -78,7 +83,7 @@ def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist")
             label = name if calls[name] == 1 else f"{name}#{calls[name]}"
             values = output.detach().float()[0].cpu().numpy().copy()  # a copy: in-place layers come next
             records.append(LayerOutput(label, _kind(module), tuple(values.shape),
-                                       count_parameters(module), values))
+                                       count_parameters(module), values, step=len(records) + 1))
 
         hooks.append(module.register_forward_hook(record))
     was_training = model.training
@@ -90,7 +95,7 @@ def layer_outputs(model: nn.Module, image: torch.Tensor, dataset: str = "mnist")
             hook.remove()
         model.train(was_training)
     probabilities = torch.softmax(logits.float(), 1)[0].cpu().numpy()
-    records.append(LayerOutput("softmax", "Softmax", (10,), 0, probabilities))
+    records.append(LayerOutput("softmax", "Softmax", (10,), 0, probabilities, step=len(records) + 1))
     return records
 
 

@@ -1,5 +1,7 @@
 """The Train page's curves: what a one-epoch run (the fast preset) shows."""
 
+import pytest
+
 from mnist_core.events import EpochEnd, Progress
 from ui.charts import validation_figure
 
@@ -36,4 +38,20 @@ def test_the_loss_chart_before_its_first_point_has_no_negative_axis_and_says_wha
     assert tuple(empty.layout.yaxis.range) == (0, 2.5) and empty.layout.yaxis.showticklabels is False
     assert "first training step" in empty.layout.annotations[0].text
     drawn = training_loss_figure([Progress(1, 1, 10, 2.3, 1000.0, 0.1), Progress(1, 2, 10, 1.9, 1000.0, 0.2)], 1)
-    assert drawn.layout.yaxis.rangemode == "tozero" and not drawn.layout.annotations
+    assert drawn.layout.yaxis.range[0] == 0 and not drawn.layout.annotations
+
+
+def test_a_spike_does_not_flatten_the_loss_chart_and_label_smoothing_shows_its_floor():
+    from mnist_core.config import lowest_loss
+    from ui.charts import smooth, training_loss_figure
+
+    losses = [2.3, 1.2, 10.0, 0.9, 0.6, 0.5, 0.45, 0.4] + [0.35] * 40  # one wild step, as the case study has
+    events = [Progress(1, step, 48, loss, 1000.0, step / 10) for step, loss in enumerate(losses, start=1)]
+    figure = training_loss_figure(events, 1)
+    low, high = figure.layout.yaxis.range
+    assert low == 0 and high == pytest.approx(max(smooth(losses)) * 1.15) and high < 10
+    assert lowest_loss(0.0) == 0.0 and lowest_loss(0.2) == pytest.approx(0.867, abs=1e-3)
+    smoothed = training_loss_figure(events, 1, label_smoothing=0.2)
+    (floor,) = [shape for shape in smoothed.layout.shapes if shape.type == "line"]
+    assert floor.y0 == pytest.approx(lowest_loss(0.2))
+    assert "lowest possible with label smoothing 0.2" in smoothed.layout.annotations[0].text

@@ -99,8 +99,13 @@ def test_a_float_image_gives_the_same_layers_as_its_uint8_original():
 
 
 def test_layer_labels_name_the_layer_its_kind_shape_and_parameters():
-    first = layer_outputs(fresh_model("modern", False), digit_image())[0]
-    assert first.is_map and first.label == "0 · Conv2d · 32×28×28 · 288 params"
+    layers = layer_outputs(fresh_model("modern", False), digit_image())
+    assert layers[0].is_map and layers[0].label == "1. Conv2d · 32×28×28 · 288 params"
+    assert [layer.step for layer in layers] == list(range(1, len(layers) + 1))  # no number skipped (dropout)
+    assert layers[-1].label == f"{len(layers)}. Softmax · 10 · 0 params"  # not "softmax · Softmax"
+    seed = layer_outputs(fresh_model("seed", False), digit_image())
+    assert seed[0].label == "1. Conv2d (conv1) · 3×26×26 · 30 params"  # a module's name when it is a word
+    assert seed[3].label == "4. Sigmoid · 6×24×24 · 0 params"  # the shared sigmoid's second call
 
 
 @pytest.mark.parametrize(

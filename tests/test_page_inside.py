@@ -91,8 +91,8 @@ def test_the_page_shows_test_image_0_and_every_layer(mapped_model):
     assert app.image[0].captions == [f"Test image 0: a {int(labels[0])}"]
     layer_captions = [text for text in captions(app) if " params**" in text]
     assert len(layer_captions) == FAST_LAYERS
-    assert layer_captions[0] == "**0 · Conv2d · 8×24×24 · 208 params**"
-    assert layer_captions[-1] == "**softmax · Softmax · 10 · 0 params**"
+    assert layer_captions[0] == "**1. Conv2d · 8×24×24 · 208 params**"
+    assert layer_captions[-1] == "**11. Softmax · 10 · 0 params**"
     assert "first 32 of" not in " ".join(captions(app))  # no layer of the fast model is wider than 32
     assert any(text.startswith("The answer: **") for text in captions(app))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from mnist_core.config import lowest_loss
 from mnist_core.events import EpochEnd, Event, Progress
 
+GREY = "#6b7280"
 PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777"]
 
 
@@ -56,13 +58,22 @@ def _layout(figure: go.Figure, title: str, y_title: str, epochs: int | None) -> 
     return figure
 
 
-def training_loss_figure(events: list[Event], epochs: int | None = None) -> go.Figure:
+def training_loss_figure(events: list[Event], epochs: int | None = None, label_smoothing: float = 0.0) -> go.Figure:
+    """The training loss per step (faint) and smoothed. The axis goes from 0 to a little above the
+    smoothed curve's highest point, so the first steps' spikes do not flatten the rest. With label
+    smoothing, a dashed line marks the lowest loss it allows (`config.lowest_loss`)."""
     x, loss = loss_points(events)
+    smoothed = smooth(loss)
     figure = go.Figure()
     figure.add_scatter(x=x, y=loss, mode="lines", name="per step", line=dict(color=PALETTE[0], width=1), opacity=0.3)
-    figure.add_scatter(x=x, y=smooth(loss), mode="lines", name="smoothed", line=dict(color=PALETTE[0], width=2.5))
+    figure.add_scatter(x=x, y=smoothed, mode="lines", name="smoothed", line=dict(color=PALETTE[0], width=2.5))
+    floor = lowest_loss(label_smoothing)
+    if floor:
+        figure.add_hline(y=floor, line=dict(color=GREY, width=1, dash="dash"),
+                         annotation_text=f"lowest possible with label smoothing {label_smoothing:g}",
+                         annotation_position="bottom right", annotation_font=dict(size=11, color=GREY))
     if len(x):
-        figure.update_yaxes(rangemode="tozero")  # cross-entropy is never negative
+        figure.update_yaxes(range=[0, max(float(np.max(smoothed)), floor) * 1.15])  # cross-entropy is never negative
     else:  # no point yet: say so, rather than draw an axis from -1 to 4 with nothing on it
         figure.add_annotation(text="Appears with the first training step", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper", font=dict(color="#888", size=14))

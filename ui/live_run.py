@@ -96,7 +96,8 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
             st.toast("Stopping after the current step…")
     _status_line(run, summary, events)
     left, right = st.columns(2)
-    left.plotly_chart(training_loss_figure(events, summary.config.epochs), width="stretch", key=f"loss_{run.id}",
+    left.plotly_chart(training_loss_figure(events, summary.config.epochs, summary.config.label_smoothing),
+                      width="stretch", key=f"loss_{run.id}",
                      config=CHART_CONFIG)
     right.plotly_chart(validation_figure(events, summary.config.epochs), width="stretch", key=f"val_{run.id}",
                       config=CHART_CONFIG)

@@ -131,5 +131,5 @@ def test_a_mistake_can_be_looked_inside_from_the_mistakes_page(page, app_server)
     page.get_by_text("Show inside the network for image").click()
     wait_idle(page)
     page.get_by_text("Conv2d").first.wait_for()  # the layer panels, titled like ConvNetJS
-    page.get_by_text("softmax · Softmax").wait_for()
+    page.get_by_text(". Softmax · 10").first.wait_for()
     assert_no_errors(page)
