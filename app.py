@@ -5,11 +5,16 @@ so even the first visitor of a freshly started server sees the app's menu at onc
 ui/shell.py for why the menu is drawn with page links.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui.shell import app_navigation, inside_app
 
-st.set_page_config(page_title="MNIST CNN Studio", page_icon=":material/draw:", layout="wide")
+# The tab's icon is a file beside the code: a ":material/…:" icon would be fetched from Google's
+# servers, and an offline first visit would show a broken one.
+st.set_page_config(page_title="MNIST CNN Studio", page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),
+                   layout="wide")
 page = app_navigation()
 with st.spinner("Starting up…"):  # shown only when it takes a while: the first run loads PyTorch
     from ui.hosted import keep_visitor_cookie
