@@ -15,6 +15,7 @@ from mnist_core.data import default_data_dir
 from mnist_core.inference import load_model, probabilities, saliency
 from mnist_core.preprocess import ImageError, canvas_to_mnist, read_image
 from mnist_core.storage import plain_error
+from ui import glossary
 from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
 from ui.shell import point_to_train, require_app_shell
@@ -102,7 +103,8 @@ def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray 
     st.caption(f"{chances[digit]:.1%} sure{unsure}")
     st.plotly_chart(probability_chart(chances, digit), key="draw_chart", config={"displayModeBar": False})
     image = (pixels * 255).round().astype(np.uint8)  # drawn like the Mistakes page: dark ink on white
-    explain = st.toggle("Show which pixels drove the prediction", key="draw_saliency")
+    explain = st.toggle("Show which pixels drove the prediction", key="draw_saliency",
+                        help=glossary.explain("Saliency map", 2))
     if explain:
         picture = saliency_overlay(image, saliency(model, pixels, digit, dataset), scale=MODEL_VIEW_SCALE)
         caption = "Red pushed toward the prediction, blue away"

@@ -15,6 +15,7 @@ from mnist_core.inference import load_model
 from mnist_core.links import read_image, read_model
 from mnist_core.storage import plain_error
 from ui import links
+from ui.glossary import explain
 from ui.inside_views import activations_strip, as_uint8, embedding_map, show_picture
 from ui.mistakes_charts import thumbnail
 from ui.shell import point_to_train, require_app_shell
@@ -119,9 +120,9 @@ links.follow("inside", **shown)
 with link_slot:
     links.copy_link("inside_copy_link", **shown)
 
-st.subheader("Layer by layer")
+st.subheader("Layer by layer", help=explain("Feature map"))
 activations_strip(model, config, image, key="inside")
-st.subheader("Embedding map")
+st.subheader("Embedding map", help=explain("Embedding map", 2))
 embedding_map(
     path,
     default_data_dir(),

@@ -22,6 +22,7 @@ from mnist_core.storage import plain_error
 from ui import links
 from ui import mistakes_charts as charts
 from ui.compare_view import BASELINE, compare_tab
+from ui.glossary import explain
 from ui.inside_views import activations_strip
 from ui.label_audit import label_audit_view
 from ui.shell import require_app_shell
@@ -110,7 +111,7 @@ def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index:
     names, noun = CLASS_NAMES[dataset], CLASS_NOUN[dataset]
     read = f"read as **{names[predicted]}**" if predicted != true_class else "read right"
     st.markdown(f"**Image {index}**: a **{names[true_class]}** the model {read} ({result.confidence[index]:.0%} sure)")
-    target = st.radio("Saliency map for", [predicted, true_class], horizontal=True,
+    target = st.radio("Saliency map for", [predicted, true_class], horizontal=True, help=explain("Saliency map", 2),
                       format_func=lambda c: f"{names[c]} (prediction)" if c == predicted else f"{names[c]} (truth)")
     attribution = integrated_gradients(model, image, target, dataset=dataset)
     picture, saliency = st.columns(2)
@@ -160,7 +161,7 @@ def mistakes_tab() -> None:
                                                                names, noun),
                                config={"displayModeBar": False})
     with confusion_col:
-        st.markdown("**Confusion matrix** · click a cell to see those mistakes")
+        st.markdown("**Confusion matrix** · click a cell to see those mistakes", help=explain("Confusion matrix", 2))
         st.plotly_chart(charts.confusion_figure(result.confusion, true_class, predicted_class, names, noun),
                         key=CONFUSION, on_select=on_confusion_click, selection_mode="points",
                         config={"displayModeBar": False})

@@ -7,6 +7,7 @@ import streamlit as st
 from mnist_core.data import default_data_dir, is_present, raw_folder
 from mnist_core.device import device_label
 from mnist_core.storage import shown_path
+from ui.glossary import glossary_popover
 from ui.state import model_label, selected_model
 
 
@@ -31,3 +32,4 @@ def show_sidebar() -> None:
         st.caption("**Model for Mistakes and Draw**")
         chosen = selected_model()
         st.write(model_label(chosen) if chosen else "None yet: train one on the Train page")
+        glossary_popover()

@@ -23,6 +23,7 @@ from mnist_core.models import MODELS
 from mnist_core.policy import JobPolicy
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
+from ui.glossary import explain
 from ui.hosted import visitor
 from ui.state import runner
 
@@ -120,31 +121,36 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
     slots["model"] = _problem_slot()
     left, right = st.columns(2)
     with left:
-        st.number_input("Epochs", step=1, key="form_epochs", help="Passes over the 60,000 training images.")
+        st.number_input("Epochs", step=1, key="form_epochs", help=explain("Epoch"))
         slots["epochs"] = _problem_slot()
     with right:
-        st.number_input("Batch size", step=16, key="form_batch_size", help="Images per training step.")
+        st.number_input("Batch size", step=16, key="form_batch_size", help=explain("Batch size"))
         slots["batch_size"] = _problem_slot()
     lr_options = sorted(set(LEARNING_RATES) | {st.session_state["form_lr"]})
-    st.select_slider("Learning rate (log scale)", lr_options, key="form_lr", format_func=lambda v: f"{v:g}")
+    st.select_slider("Learning rate (log scale)", lr_options, key="form_lr", format_func=lambda v: f"{v:g}",
+                     help=explain("Learning rate"))
     slots["lr"] = _problem_slot()
     left, right = st.columns(2)
     with left:
         st.selectbox("Optimizer", OPTIMIZERS, key="form_optimizer",
-                     format_func=lambda name: {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}[name])
-        st.number_input("Random seed", step=1, key="form_seed", help="Same seed, same result on the CPU.")
+                     format_func=lambda name: {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}[name],
+                     help=explain("Optimizer", sentences=2))
+        st.number_input("Random seed", step=1, key="form_seed", help=explain("Random seed"))
         slots["seed"] = _problem_slot()
     with right:
         st.selectbox("Schedule", SCHEDULES, key="form_schedule",
-                     help="onecycle: warm up, then anneal; cosine: anneal from the start.")
+                     help=explain("Schedule", sentences=2))
         st.selectbox("Device", DEVICES, key="form_device", format_func=DEVICE_LABELS.get,
                      help="Auto: a CUDA GPU if there is one, else an Apple GPU, else the CPU.")
         slots["device"] = _problem_slot()
     with st.expander("More settings"):
-        st.checkbox("Augment (small random shifts, rotations, zoom)", key="form_augment")
-        st.number_input("Weight decay", step=0.0001, format="%.4f", key="form_weight_decay")
+        st.checkbox("Augment (small random shifts, rotations, zoom)", key="form_augment",
+                    help=explain("Augmentation"))
+        st.number_input("Weight decay", step=0.0001, format="%.4f", key="form_weight_decay",
+                        help=explain("Weight decay"))
         slots["weight_decay"] = _problem_slot()
-        st.number_input("Label smoothing", step=0.05, format="%.2f", key="form_label_smoothing")
+        st.number_input("Label smoothing", step=0.05, format="%.2f", key="form_label_smoothing",
+                        help=explain("Label smoothing"))
         slots["label_smoothing"] = _problem_slot()
         st.number_input("Train on the first N images only (0 = all 60,000)", step=1000, key="form_train_subset")
         slots["train_subset"] = _problem_slot()
