@@ -255,12 +255,16 @@ def _save(result: EmbeddingMap, key: list[int]) -> None:
 
 
 def place(embedding: EmbeddingMap, model: torch.nn.Module, image: torch.Tensor,
-          dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
-    """Where a new 28x28 image lands on the map, and the indices of its 5 nearest test images."""
+          dataset: str = "mnist", leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Where a new 28x28 image lands on the map, and the indices of its 5 nearest test images;
+    `leave_out`: a test image's own index, which is not its own neighbour."""
     features = penultimate_features(model, image.reshape(1, 28, 28), dataset)[0]
     reduced = (features - embedding.mean) @ embedding.components
     distances = np.linalg.norm(embedding.reduced - reduced, axis=1)
-    nearest = np.argsort(distances)[:PLACE_NEIGHBOURS]
+    order = np.argsort(distances)
+    if leave_out is not None:
+        order = order[order != leave_out]
+    nearest = order[:PLACE_NEIGHBOURS]
     return embedding.xy[nearest].mean(0), nearest[:SHOW_NEIGHBOURS]
 
 

@@ -189,6 +189,8 @@ def test_a_new_image_is_placed_inside_the_map_with_its_five_nearest(built, train
     assert (built.xy.min(0) <= xy).all() and (xy <= built.xy.max(0)).all()
     assert nearest.shape == (5,) and len(set(nearest.tolist())) == 5
     assert nearest[0] == 7  # a test image's nearest is itself
+    _, others = embedding.place(built, model, images[7], config.dataset, leave_out=7)
+    assert len(others) == 5 and 7 not in others and others[:4].tolist() == nearest[1:].tolist()  # still five
     assert (labels[nearest] == labels[7]).sum() >= 3  # the tiny digits are easy: its neighbours share its label
 
 
@@ -280,12 +282,23 @@ def test_the_map_figure_colours_by_digit_rings_mistakes_and_stars_a_drawing():
     assert star.marker.symbol == "star" and (star.x[0], star.y[0]) == (0.5, 0.5)
 
 
+def test_the_map_names_each_colour_under_mistakes_only_and_does_not_fade_on_a_click():
+    labels = np.arange(100) % 10
+    predictions = (labels + 1) % 10  # every image a mistake: "Mistakes only" shows only rings
+    figure = charts.embedding_figure(np.zeros((100, 2)), labels, predictions, np.ones(100), np.arange(100), DIGITS)
+    in_legend = [trace.name for trace in figure.data if trace.showlegend is not False]
+    assert in_legend[:10] == list(DIGITS)  # each digit's colour named by its rings
+    assert all(trace.unselected.marker.opacity in (0.75, 1.0) for trace in figure.data if trace.name[0].isdigit())
+    hues = charts.DIGIT_COLOURS
+    assert len(set(hues)) == 10 and hues[2] != hues[7]
+
+
 def test_filtering_the_map_keeps_only_the_chosen_points():
     labels = np.arange(50) % 10
     figure = charts.embedding_figure(
         np.zeros((50, 2)), labels, labels, np.ones(50), np.flatnonzero(labels == 4), DIGITS
     )
-    assert [trace.name for trace in figure.data] == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    assert [trace.name for trace in figure.data] == ["4"]  # the legend names what is shown
     assert sum(len(trace.x) for trace in figure.data) == 5
 
 

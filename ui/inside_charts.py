@@ -21,8 +21,9 @@ GAP = 2  # pixels of white between tiles
 MAX_PICTURE_HEIGHT = 240  # pixels: a taller grid would make the whole strip tall
 GAP_COLOUR = (255, 255, 255)
 FILTER_GAP_COLOUR = (107, 114, 128)  # grey: white lines would vanish against the white of zero weights
-# Tableau 10: ten hues that stay apart for most colour-blind readers, one per digit.
-DIGIT_COLOURS = list(qualitative.T10)
+# One hue per digit: D3's ten (Category10). Tableau 10 was tried first, but its 2 (red) and 7
+# (pink) looked alike, and 2 and 7 are often confused digits, side by side on the map.
+DIGIT_COLOURS = list(qualitative.D3)
 
 
 def _lookup(stops: list[str]) -> np.ndarray:
@@ -222,7 +223,7 @@ def embedding_figure(
     for digit in range(len(names)):
         for mistaken in (False, True):
             chosen = shown[(labels[shown] == digit) & (wrong == mistaken)]
-            if mistaken and not len(chosen):
+            if not len(chosen):  # Plotly leaves an empty trace out of the legend anyway
                 continue
             marker = (
                 dict(symbol="circle-open", size=9, line=dict(width=1.5), color=DIGIT_COLOURS[digit])
@@ -230,14 +231,19 @@ def embedding_figure(
                 else dict(size=4, color=DIGIT_COLOURS[digit], opacity=0.75)
             )
             read_as = "%{text}" if mistaken else names[digit]
+            # The digit's legend entry goes with its right answers; under "Mistakes only" there are
+            # none, and the rings carry it, so the colours are still named.
+            only_rings = mistaken and not ((labels[shown] == digit) & ~wrong).any()
             figure.add_scattergl(
                 x=xy[chosen, 0],
                 y=xy[chosen, 1],
                 mode="markers",
                 marker=marker,
-                name=f"{names[digit]} (mistakes)" if mistaken else names[digit],
-                legendgroup="mistakes" if mistaken else str(digit),
-                showlegend=not mistaken,
+                # A click selects a point; the others keep their look (Plotly would fade them).
+                unselected=dict(marker=dict(opacity=marker.get("opacity", 1.0))),
+                name=names[digit] if only_rings or not mistaken else f"{names[digit]} (mistakes)",
+                legendgroup=str(digit) if only_rings or not mistaken else "mistakes",
+                showlegend=only_rings or not mistaken,
                 customdata=np.column_stack([chosen, confidences[chosen]]),
                 text=[names[p] for p in predictions[chosen]] if mistaken else None,
                 hovertemplate=f"image %{{customdata[0]}}<br>true {names[digit]}, read as {read_as}"

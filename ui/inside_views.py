@@ -306,9 +306,9 @@ def map_view(
     star, nearest = None, None
     if image28 is not None:
         with one_thread():
-            star, nearest = embedding.place(emap, model, as_tensor(image28), config.dataset)
-        if highlight is not None:  # a test image: its own point, and its neighbours without itself
-            star, nearest = emap.xy[highlight], nearest[nearest != highlight]
+            star, nearest = embedding.place(emap, model, as_tensor(image28), config.dataset, leave_out=highlight)
+        if highlight is not None:  # a test image: its own point (its neighbours are the 5 others nearest)
+            star = emap.xy[highlight]
     figure = charts.embedding_figure(
         emap.xy,
         emap.labels,
