@@ -307,6 +307,18 @@ class RunSummary:
         return self.last_progress.elapsed * (1 - self.progress) / self.progress
 
 
+def run_name(summary: RunSummary) -> str:
+    """A run as a person tells it apart from the others: model, learning rate, epochs and, once
+    known, its test accuracy ("fast · lr 0.015 · 1 epoch · 98.99 %"). Ids stay for links and files."""
+    config = summary.config
+    if config is None:
+        return "damaged run"
+    parts = [config.model, f"lr {config.lr:g}", f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"]
+    if summary.test_accuracy is not None:
+        parts.append(f"{summary.test_accuracy:.2f} %")
+    return " · ".join(parts)
+
+
 def _other_machine(host: str | None) -> str:
     """The host a run trained on, when that was not this machine (a Ray worker node)."""
     return host if host and host != socket.gethostname() else ""

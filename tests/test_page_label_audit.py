@@ -236,7 +236,7 @@ def test_the_test_split_judged_by_the_model_chosen_for_mistakes(studio, tiny_dat
     assert app.button(key="audit_start").label == "Start audit"  # no audit by the fold models yet
     app.radio(key="audit_judge").set_value("chosen").run()
     assert not app.exception
-    assert any(f"Judging with: Run {model_run.id}" in c.value for c in app.caption)
+    assert any(f"Judging with: {ui.state.model_label(model_run.id)}" in c.value for c in app.caption)
     assert app.button(key="audit_start").label == "Run again"
     assert shown_images(app)[0] == 42
     app.segmented_control(key="audit_mark_mnist_test_42").set_value("wrong").run()

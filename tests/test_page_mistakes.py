@@ -20,7 +20,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing
 from mnist_core.evaluate import evaluate
 from mnist_core.jobs import execute_run
-from mnist_core.runs import create_run
+from mnist_core.runs import Run, create_run, run_name, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "mistakes.py")
@@ -83,7 +83,11 @@ def test_choosing_a_model(studio, trained_runs):
     newest, older = sorted((p.name for p in trained_runs.iterdir() if p.is_dir()), reverse=True)
     app = open_page()
     picker = app.selectbox(key="mistakes_model")
-    assert picker.options == [f"Run {newest} (fast, finished)", f"Run {older} (fast, finished)"]
+    # Each run by what tells it apart: model, learning rate, epochs, test accuracy, when it started.
+    expected = [f"{run_name(summarize(Run(trained_runs / run)))} (" for run in (newest, older)]
+    assert [option[: len(prefix)] for option, prefix in zip(picker.options, expected)] == expected
+    assert all(option.startswith("fast · lr 0.003 · 1 epoch · ") and option.count(" %") == 1
+               for option in picker.options)
     assert picker.value == newest
 
     result = evaluate(trained_runs / older)
@@ -228,7 +232,7 @@ def test_the_sidebar_shows_the_model_picked_on_mistakes_in_the_same_rerun(studio
     newest, older = sorted((p.name for p in trained_runs.iterdir() if p.is_dir()), reverse=True)
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     app.switch_page("pages/mistakes.py").run()
-    assert any(newest in markdown.value for markdown in app.sidebar.markdown)
+    assert any(ui.state.model_label(newest) in markdown.value for markdown in app.sidebar.markdown)
     app.selectbox(key="mistakes_model").set_value(older).run()
     assert not app.exception
-    assert any(older in markdown.value for markdown in app.sidebar.markdown)  # not one rerun late
+    assert any(ui.state.model_label(older) in markdown.value for markdown in app.sidebar.markdown)  # not one rerun late

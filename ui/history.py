@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from mnist_core import export
-from mnist_core.listing import run_jobs, runs_of
+from mnist_core.job import SWEEP
+from mnist_core.listing import RUN_FOLDER_KINDS, list_jobs, run_jobs, runs_of
 from mnist_core.run_table import rows_csv, run_rows
 from mnist_core.runs import (
     ACTIVE_STATES,
@@ -17,6 +18,7 @@ from mnist_core.runs import (
     RunDamaged,
     RunSummary,
     delete_run,
+    run_name,
     settings_to_reuse,
     summarize,
 )
@@ -49,15 +51,16 @@ def _row(summary: RunSummary) -> dict:
         state = f"queued (#{position})"
     started = datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else ""
     if config is None:  # damaged: one row that says why, so it can be found and deleted
-        return {"status": "damaged", "model": "", "epochs": "", "batch": "", "lr": "", "optimizer": "",
+        return {"name": "damaged run", "status": "damaged", "model": "", "epochs": "", "batch": "", "lr": "", "optimizer": "",
                 "best val acc %": "", "train time": "", "started": started, "run": summary.id,
                 "note": summary.message.removeprefix("This run folder is damaged: ")}
     if summary.kind == "audit":  # a label audit: K fold models, no curve of its own
-        return {"status": state, "model": config.model, "epochs": "", "batch": str(config.batch_size),
+        return {"name": "label audit", "status": state, "model": config.model, "epochs": "", "batch": str(config.batch_size),
                 "lr": f"{config.lr:g}", "optimizer": config.optimizer, "best val acc %": "",
                 "train time": duration(summary.train_seconds) if summary.train_seconds else "",
                 "started": started, "run": summary.id, "note": f"label audit: {summary.message}"}
     return {
+        "name": run_name(summary),
         "status": state,
         "model": config.model,
         "epochs": f"{summary.epochs_done}/{config.epochs}",
@@ -93,7 +96,8 @@ NOTICE = "history_notice"
 def run_history() -> None:
     """The history table; while any run is queued or running it refreshes every HISTORY_POLL_SECONDS."""
     st.subheader("Run history")
-    active = any(entry.status.get("state") in ACTIVE_STATES for entry in run_jobs())
+    # A running sweep counts: its trials' run folders appear one by one while it runs.
+    active = any(entry.status.get("state") in ACTIVE_STATES for entry in list_jobs(kinds=(*RUN_FOLDER_KINDS, SWEEP)))
     st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
 
 
@@ -120,7 +124,11 @@ def _history() -> None:
         # A new key after each delete: the selection starts empty, so the next row is never chosen
         # under the pointer and a double click on "Yes, delete it" cannot delete a second run.
         key=f"history_table_{st.session_state.get(DELETES, 0)}",
-        column_config={"train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP)},
+        column_config={
+            "name": st.column_config.TextColumn(help="Model · learning rate · epochs · test accuracy"),
+            "train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP),
+            "note": st.column_config.TextColumn(width="large"),  # a whole reason, not its first words
+        },
     )
     runs_dir = runner().runs_dir
     st.download_button(

@@ -6,6 +6,7 @@ model, or a run id. Train sets it ("Open in Mistakes / Draw"); the other pages p
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
@@ -16,7 +17,7 @@ from mnist_core import shutdown
 from mnist_core.inference import DEFAULT_MODEL_PATH, resolve_checkpoint
 from mnist_core.jobs import JobRunner, server_runner
 from mnist_core.listing import run_jobs
-from mnist_core.runs import ENDED_STATES, Run, RunDamaged, default_runs_dir
+from mnist_core.runs import ENDED_STATES, Run, default_runs_dir, run_name, summarize
 from ui.hosted import job_policy
 
 SELECTED_MODEL = "selected_model"
@@ -60,11 +61,12 @@ def usable_runs() -> list[Run]:
 def model_label(choice: str) -> str:
     if choice == DEFAULT:
         return "Shipped default model"
-    run = Run(default_runs_dir() / choice)
-    try:
-        return f"Run {choice} ({run.config.model}, {run.status().get('state')})"
-    except RunDamaged:
+    summary = summarize(Run(default_runs_dir() / choice))
+    if summary.config is None:
         return f"Run {choice} (damaged settings)"
+    state = "" if summary.state == "finished" else f", {summary.state}"
+    started = datetime.fromtimestamp(summary.created_at).strftime("%b %d %H:%M:%S") if summary.created_at else choice
+    return f"{run_name(summary)} ({started}{state})"
 
 
 def model_choices() -> list[str]:
