@@ -18,11 +18,13 @@ st.set_page_config(page_title="MNIST CNN Studio", page_icon=str(Path(__file__).p
 page = app_navigation()
 with st.spinner("Starting up…"):  # shown only when it takes a while: the first run loads PyTorch
     from ui.hosted import keep_visitor_cookie
+    from ui.phone_sidebar import close_sidebar_after_navigation
     from ui.sidebar import show_sidebar
     from ui.state import end_promptly_when_stopped
 end_promptly_when_stopped()  # SIGTERM ends the server within seconds (mnist_core/shutdown.py)
 show_sidebar()
 with st.sidebar:
     keep_visitor_cookie()  # a hosted demo's visitor keeps their identity across reloads and tabs
+    close_sidebar_after_navigation(page.title)  # on a phone, the chosen page is not left under the menu
 with inside_app():
     page.run()

@@ -12,7 +12,8 @@ with supported means only:
   `st.navigation`'s own sidebar menu (commands/navigation.py turns "sidebar" into HIDDEN, and
   the browser keeps `hideSidebarNav` from the session's first message), so `app_navigation()`
   draws the menu itself with `st.page_link`, which that option leaves alone. (Unlike the
-  built-in menu, a page link does not close the sidebar on a phone after a tap.)
+  built-in menu, a page link does not close the sidebar on a phone after a tap;
+  `ui/phone_sidebar.py` does.)
 - app.py calls `app_navigation()` before anything slow is imported, so the menu is on screen
   while PyTorch loads.
 - `require_app_shell()`, which every page calls before drawing anything, sends a page that was
