@@ -124,6 +124,9 @@ def _history() -> None:
         # A new key after each delete: the selection starts empty, so the next row is never chosen
         # under the pointer and a double click on "Yes, delete it" cannot delete a second run.
         key=f"history_table_{st.session_state.get(DELETES, 0)}",
+        # What tells runs apart first, so a phone shows it without scrolling the table sideways.
+        column_order=("name", "status", "train time", "started", "best val acc %", "epochs", "model", "batch", "lr",
+                      "optimizer", "note", "run"),
         column_config={
             "name": st.column_config.TextColumn(help="Model · learning rate · epochs · test accuracy"),
             "train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP),
