@@ -49,7 +49,8 @@ with single:
         if runner().problem:
             st.warning(runner().problem, icon=":material/warning:")
         ready = dataset_ready(config.dataset)
-        if st.button(
+        start = st.empty()
+        if start.button(
             "Start training",
             type="primary",
             icon=":material/play_arrow:",
@@ -62,9 +63,12 @@ with single:
             except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
                 st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
             else:
-                watch(run)
+                watch(run)  # the live panel, drawn below in this same run, shows it
                 st.toast(f"Started run {run.id}")
-                st.rerun()  # redraw the form (Start may now be disallowed) and the live panel
+                # Greyed at once, so a double click starts one run. No rerun of the whole page:
+                # drawing it twice cost the run's first second as much CPU as the training.
+                start.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
+                             disabled=True, key="start_training_started", help="Started: it trains on the right.")
     with live:
         live_run_panel()
         shown = watched_run()
