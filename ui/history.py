@@ -163,8 +163,9 @@ def _actions(run: Run, summary: RunSummary) -> None:
     if watch_column.button("Show above", icon=":material/monitoring:", width="stretch", disabled=no_curves):
         watch(run)
         st.rerun()
-    baseline = next((choice for choice in (selected_model(), DEFAULT, *model_choices()) if choice
-                     and choice != run.id and choice in model_choices()), None)
+    choices = model_choices()  # the models there are to compare with: listed once
+    baseline = next((choice for choice in (selected_model(), DEFAULT, *choices) if choice
+                     and choice != run.id and choice in choices), None)
     if compare_column.button("Compare with…", icon=":material/compare_arrows:", width="stretch",
                              disabled=no_curves or not run.has_checkpoint() or baseline is None,
                              help="Image by image against another model, on the Mistakes page: which digits "
