@@ -183,9 +183,11 @@ def test_clear_cache_builds_no_second_runner_and_no_second_standby_worker(tmp_pa
             f"processes below the server: {processes_before} before, {census.most_processes} at most, "
             f"{len(procfs.descendants(process.pid))} after")
     finally:
-        if census is not None:
-            census.stop()
-        server.stop_server(process)  # SIGTERM to its process group, SIGKILL after 15 s
+        try:
+            if census is not None:
+                census.stop()
+        finally:  # the server goes whatever happened above
+            server.stop_server(process)  # SIGTERM to its process group, SIGKILL after 15 s
 
 
 async def _open_train(url: str) -> list[str]:
