@@ -62,6 +62,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def open_train_on_fast(browser, url: str):
+    """A new desktop-sized tab on the Train page with the Fast preset picked; returns the tab."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Start training").wait_for()
+    page.get_by_role("combobox", name="Preset").click()
+    page.get_by_role("option", name="Fast").click()
+    page.get_by_text("99 % after one epoch").first.wait_for()
+    return page
+
+
 def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) -> list[dict]:
     os.environ["MNIST_STANDBY_WORKER"] = "1" if standby else "0"  # start_server passes the environment on
     port = free_port()
@@ -70,12 +81,7 @@ def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) 
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_healthy(url, server)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.get_by_role("button", name="Start training").wait_for()
-            page.get_by_role("combobox", name="Preset").click()
-            page.get_by_role("option", name="Fast").click()
-            page.get_by_text("99 % after one epoch").first.wait_for()
+            page = open_train_on_fast(browser, url)
             time.sleep(settle_s)  # the server's first runner has just started its standby: let it load
             results = []
             for _ in range(runs):

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
-from bench.start_latency import MEASURE, free_port  # noqa: E402
+from bench.start_latency import MEASURE, free_port, open_train_on_fast  # noqa: E402
 from mnist_core.events import Finished  # noqa: E402
 from mnist_core.runs import list_runs  # noqa: E402
 
@@ -74,12 +74,7 @@ def main() -> int:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_healthy(url, server)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.get_by_role("button", name="Start training").wait_for()
-            page.get_by_role("combobox", name="Preset").click()
-            page.get_by_role("option", name="Fast").click()
-            page.get_by_text("99 % after one epoch").first.wait_for()
+            page = open_train_on_fast(browser, url)
             time.sleep(args.settle)
             for number in range(1, args.runs + 1):
                 alone.append(unwatched(data_dir))

@@ -65,9 +65,8 @@ st.caption(
 link_slot = st.container()  # "Copy link", once the page knows what it shows
 link = links.incoming("inside")  # /inside?image=N[&run=ID] (mnist_core.links)
 chosen_by_link = read_model(link.get("run"), runner().runs_dir)
-if chosen_by_link.problem:
-    st.warning(chosen_by_link.problem, icon=":material/link_off:")
-elif chosen_by_link.value is not None:
+links.say_problems(chosen_by_link)
+if chosen_by_link.value is not None:
     select_model(chosen_by_link.value)
 choice = model_picker(key="inside_model")
 if choice is None:
@@ -92,9 +91,8 @@ except (DatasetMissing, DatasetCorrupt) as error:
 
 if link.get("image"):
     linked = read_image(link["image"], len(labels) if labels is not None else 0)
-    if linked.problem:
-        st.warning(linked.problem, icon=":material/link_off:")
-    elif linked.value is not None:
+    links.say_problems(linked)
+    if linked.value is not None:
         inspect_later(linked.value)
 if PENDING in st.session_state:  # before the widgets exist: their values may only be set then
     st.session_state.update({INDEX: st.session_state.pop(PENDING), SOURCE: TEST_IMAGE})

@@ -198,9 +198,7 @@ def apply_link() -> str | None:
     model = read_model(params.get("run"), runs_dir)
     baseline = read_model(params.get("baseline"), runs_dir, name="baseline")
     image = read_image(params.get("image"))
-    for problem in (model.problem, baseline.problem, image.problem):
-        if problem:
-            st.warning(problem, icon=":material/link_off:")
+    links.say_problems(model, baseline, image)
     if model.value is not None:
         select_model(model.value)
     if image.value is not None:

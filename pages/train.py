@@ -28,9 +28,8 @@ def apply_link() -> None:
     if not params:
         return
     read = read_model(params.get("run"), runner().runs_dir, need_model=False)
-    if read.problem:
-        st.warning(read.problem, icon=":material/link_off:")
-    elif read.value is not None:
+    links.say_problems(read)
+    if read.value is not None:
         watch(Run(runner().runs_dir / read.value))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.links import query
+from mnist_core.links import Read, query
 
 WRITTEN = "links_written_{page}"
 
@@ -26,6 +26,13 @@ def incoming(page: str) -> dict[str, str]:
         st.session_state[WRITTEN.format(page=page)] = current  # applied once, not on every rerun
         return current
     return {}
+
+
+def say_problems(*reads: Read) -> None:
+    """A warning for each part of a link that named nothing (mnist_core.links words it)."""
+    for read in reads:
+        if read.problem:
+            st.warning(read.problem, icon=":material/link_off:")
 
 
 def follow(page: str, **params: str | int | None) -> None:
