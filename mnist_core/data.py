@@ -1,15 +1,20 @@
 """MNIST (and Fashion-MNIST) as uint8 tensors, served as shuffled, normalised batches.
 
-Files come through `torchvision.datasets` from a data folder: the `data_dir` argument, else
-the `MNIST_DATA_DIR` environment variable, else `./data`. Missing files are downloaded with
-progress reported to a callback; when that fails (offline) `DatasetMissing` says which files
-are needed and where they go. Nothing is ever written to a folder that already holds the
-files, so a read-only data folder works.
+Files are the four original IDX files of each dataset, in torchvision's layout
+(`<data folder>/MNIST/raw/`, `<data folder>/FashionMNIST/raw/`), in a data folder: the `data_dir`
+argument, else the `MNIST_DATA_DIR` environment variable, else `./data`. Missing files are
+downloaded from torchvision's mirrors, with progress reported to a callback; when that fails
+(offline) `DatasetMissing` says which files are needed and where they go. Nothing is ever
+written to a folder that already holds the files, so a read-only data folder works.
+
+The files are read here (`_read_idx`), after `check_files` has checked their headers and sizes,
+and torchvision is imported only to download: importing it costs every process that trains
+about a second of CPU (it imports torch's compiler), the same again as torch itself.
 
 Before a split is read, `check_files` checks the four IDX files (header, size, matching image
 and label counts, labels 0..9 and, for full-size files, the SHA-256 of the original), so a
 damaged file raises `DatasetCorrupt` naming the file and what to do rather than a raw error
-from torchvision or, worse, training on garbage. Each file is hashed once per process.
+or, worse, training on garbage. Each file is hashed once per process.
 
 Each split is read from disk once per process and kept as uint8 (47 MB for the training
 split). `Batches` keeps it on the training device and builds every batch there: no
@@ -31,13 +36,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import datasets
 
 from mnist_core.storage import shown_path
 
-DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+# Each dataset's name as torchvision spells it, which is also its folder: <data folder>/MNIST/raw/.
+DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+# The four uncompressed IDX files of each dataset, as in the archives torchvision downloads.
+FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # Mean and standard deviation of the training pixels (scaled to 0..1). Training, evaluation
 # and the Draw page all normalise through `normalize`, so they can never disagree.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
@@ -69,7 +77,8 @@ IMAGE_SIZE = 28
 # What each of the 10 classes is called: digits, or Fashion-MNIST's clothes (torchvision's names).
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(digit) for digit in range(10)),
-    "fashion-mnist": tuple(datasets.FashionMNIST.classes),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
 }
 CLASS_NOUN = {"mnist": "digit", "fashion-mnist": "class"}  # "the true digit", "the true class"
 
@@ -88,14 +97,21 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("MNIST_DATA_DIR") or "data")
 
 
+def torchvision_dataset(dataset: str):
+    """torchvision's class for the dataset, which lists its download mirrors and archives."""
+    from torchvision import datasets  # only to download: see the module's docstring
+
+    return getattr(datasets, DATASET_NAMES[dataset])
+
+
 def raw_folder(dataset: str = "mnist", data_dir: str | Path | None = None) -> Path:
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return root / DATASETS[dataset].__name__ / "raw"
+    return root / DATASET_NAMES[dataset] / "raw"
 
 
 def expected_files(dataset: str = "mnist") -> list[str]:
-    """The four uncompressed IDX files torchvision reads, e.g. 'train-images-idx3-ubyte'."""
-    return [Path(url_name).name.removesuffix(".gz") for url_name, _ in DATASETS[dataset].resources]
+    """The four uncompressed IDX files, e.g. 'train-images-idx3-ubyte' (the same for both datasets)."""
+    return list(FILE_NAMES)
 
 
 def is_present(dataset: str = "mnist", data_dir: str | Path | None = None) -> bool:
@@ -108,9 +124,9 @@ def missing_message(dataset: str, data_dir: str | Path | None, reason: str = "")
     files = ", ".join(expected_files(dataset))
     why = f" The download failed: {reason}." if reason else ""
     return (
-        f"{DATASETS[dataset].__name__} is not in {shown_path(folder)}.{why} Put the four files "
+        f"{DATASET_NAMES[dataset]} is not in {shown_path(folder)}.{why} Put the four files "
         f"{files} (or their .gz versions, unpacked) in that folder, or point MNIST_DATA_DIR "
-        f"(or --data-dir) at a folder that holds {DATASETS[dataset].__name__}/raw/."
+        f"(or --data-dir) at a folder that holds {DATASET_NAMES[dataset]}/raw/."
     )
 
 
@@ -124,7 +140,7 @@ def download(
     Each file is streamed to a temporary file, checked against its MD5 and only then
     renamed into place, so an interrupted download never leaves a broken file behind.
     """
-    cls = DATASETS[dataset]
+    cls = torchvision_dataset(dataset)
     folder = raw_folder(dataset, data_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,14 +229,14 @@ def check_files(dataset: str = "mnist", data_dir: str | Path | None = None) -> P
             for path in (images, labels):
                 if _sha256_cached(path) != ORIGINAL_SHA256[dataset][path.name]:
                     raise DatasetCorrupt(
-                        f"{shown_path(path)} differs from the original {DATASETS[dataset].__name__} file (its SHA-256 "
+                        f"{shown_path(path)} differs from the original {DATASET_NAMES[dataset]} file (its SHA-256 "
                         f"checksum does not match): it is damaged. {_what_to_do(dataset, path)}"
                     )
     return folder
 
 
 def _what_to_do(dataset: str, *paths: Path) -> str:
-    name = DATASETS[dataset].__name__
+    name = DATASET_NAMES[dataset]
     if len(paths) == 1:
         return (
             f"Delete it so it is downloaded again, or replace it with the original {paths[0].name} "
@@ -256,7 +272,7 @@ def _check_idx_file(path: Path, magic: int, dataset: str) -> int:
         if (rows, columns) != (IMAGE_SIZE, IMAGE_SIZE):
             raise DatasetCorrupt(
                 f"{shown_path(path)} holds images of {rows}x{columns} pixels, not {IMAGE_SIZE}x{IMAGE_SIZE}: its header is "
-                f"damaged or it does not hold {DATASETS[dataset].__name__} images. {_what_to_do(dataset, path)}"
+                f"damaged or it does not hold {DATASET_NAMES[dataset]} images. {_what_to_do(dataset, path)}"
             )
     expected = header_size + count * (IMAGE_SIZE * IMAGE_SIZE if magic == IMAGES_MAGIC else 1)
     if size != expected:
@@ -327,9 +343,18 @@ def load_split(
                 download(dataset, root, on_progress)  # checks the files it leaves
             else:
                 check_files(dataset, root)
-            split = DATASETS[dataset](str(root), train=train, download=False)
-            _cache[key] = (split.data.contiguous(), split.targets.long())
+            folder = raw_folder(dataset, root)
+            prefix = "train" if train else "t10k"
+            _cache[key] = _read_idx(folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte")
         return _cache[key]
+
+
+def _read_idx(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N, 28, 28], labels int64 [N]) from a split's two IDX files, whose headers
+    and sizes `check_files` has checked: big-endian counts, then one byte per pixel or label."""
+    images = np.fromfile(images_path, dtype=np.uint8, offset=16).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    labels = np.fromfile(labels_path, dtype=np.uint8, offset=8)
+    return torch.from_numpy(images), torch.from_numpy(labels).long()
 
 
 def normalize(images: torch.Tensor, dataset: str = "mnist") -> torch.Tensor:

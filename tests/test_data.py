@@ -1,4 +1,4 @@
-"""Data: loading through torchvision from IDX files, download with progress, batches on the device."""
+"""Data: reading IDX files (as torchvision would), download with progress, batches on the device."""
 
 import gzip
 import hashlib
@@ -19,6 +19,34 @@ def test_load_split_reads_idx_files_as_uint8(tiny_data_dir):
     assert set(labels.tolist()) == set(range(10))
     test_images, _ = load_split("mnist", False, tiny_data_dir)
     assert len(test_images) == TINY_TEST
+
+
+def test_the_files_read_as_torchvision_reads_them(tiny_data_dir):
+    from torchvision import datasets
+
+    for train in (True, False):
+        theirs = datasets.MNIST(str(tiny_data_dir), train=train, download=False)
+        images, labels = load_split("mnist", train, tiny_data_dir)
+        assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
+
+
+def test_the_names_are_torchvisions(monkeypatch):
+    from torchvision import datasets
+
+    for name, cls in (("mnist", datasets.MNIST), ("fashion-mnist", datasets.FashionMNIST)):
+        assert data.torchvision_dataset(name) is cls and data.DATASET_NAMES[name] == cls.__name__
+        assert expected_files(name) == [file.removesuffix(".gz") for file, _ in cls.resources]
+    assert data.CLASS_NAMES["fashion-mnist"] == tuple(datasets.FashionMNIST.classes)
+
+
+def test_training_needs_no_torchvision():
+    """Importing torchvision costs a training process about a second of CPU; only a download needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, mnist_core.train, mnist_core.worker, mnist_core.inference; print('torchvision' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 def test_each_split_is_read_once(tiny_data_dir):
@@ -58,8 +86,8 @@ def test_download_fetches_checks_and_unpacks_with_progress(tiny_data_dir, tmp_pa
         ):
             shutil.copyfileobj(source, out)
         resources.append((f"{name}.gz", hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest()))
-    monkeypatch.setattr(data.datasets.MNIST, "mirrors", ["file:///nonexistent/", f"file://{mirror}/"])
-    monkeypatch.setattr(data.datasets.MNIST, "resources", resources)
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "mirrors", ["file:///nonexistent/", f"file://{mirror}/"])
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "resources", resources)
     reports = []
     target = tmp_path / "downloaded"
     images, labels = load_split("mnist", False, target, on_progress=lambda *report: reports.append(report))
@@ -75,7 +103,7 @@ def test_a_corrupt_download_is_rejected(tiny_data_dir, tmp_path, monkeypatch):
     mirror.mkdir()
     for name in expected_files("mnist"):
         (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
-    monkeypatch.setattr(data.datasets.MNIST, "mirrors", [f"file://{mirror}/"])
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "mirrors", [f"file://{mirror}/"])
     with pytest.raises(DatasetMissing, match="checksum"):
         data.download("mnist", tmp_path / "target")
     assert not any((tmp_path / "target" / "MNIST" / "raw").iterdir())

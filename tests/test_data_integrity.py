@@ -159,8 +159,8 @@ def test_downloaded_files_are_checked_too(tiny_data_dir, tmp_path, monkeypatch):
             content[8] = 99
         (mirror / f"{name}.gz").write_bytes(gzip.compress(bytes(content)))
         resources.append((f"{name}.gz", hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest()))
-    monkeypatch.setattr(data.datasets.MNIST, "mirrors", [f"file://{mirror}/"])
-    monkeypatch.setattr(data.datasets.MNIST, "resources", resources)
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "mirrors", [f"file://{mirror}/"])
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "resources", resources)
     target = tmp_path / "downloaded"
     with pytest.raises(DatasetCorrupt, match="holds the label 99") as error:
         load_split("mnist", False, target)

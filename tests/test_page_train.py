@@ -162,7 +162,7 @@ def test_without_the_dataset_start_is_disabled_and_the_page_says_what_to_do(app_
 
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))
     # Offline: every mirror refuses at once (a closed local port), as with no network at all.
-    monkeypatch.setattr(data.DATASETS["mnist"], "mirrors", ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"])
+    monkeypatch.setattr(data.torchvision_dataset("mnist"), "mirrors", ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"])
     at = train_page()
     assert not at.exception
     assert start_button(at).disabled

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.data import DATASETS, DatasetCorrupt, DatasetMissing, download, is_present, missing_message
+from mnist_core.data import DATASET_NAMES, DatasetCorrupt, DatasetMissing, download, is_present, missing_message
 from mnist_core.storage import plain_error
 
 
@@ -17,7 +17,7 @@ def dataset_ready(dataset: str) -> bool:
     """True when the dataset's files are on disk; otherwise show how to get them and return False."""
     if is_present(dataset):
         return True
-    name = DATASETS[dataset].__name__
+    name = DATASET_NAMES[dataset]
     st.warning(f"**{name} is not on this machine yet**, so training cannot start. {missing_message(dataset, None)}",
                icon=":material/cloud_off:")
     if st.button(f"Download {name} now", icon=":material/download:", width="stretch", key=f"download_{dataset}"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist_core.config import OPTIMIZERS, PRESETS, ConfigError
-from mnist_core.data import DATASETS, DatasetMissing, is_present
+from mnist_core.data import DATASET_NAMES, DatasetMissing, is_present
 from mnist_core.job import SWEEP
 from mnist_core.jobs import RayMissing
 from mnist_core.models import MODELS
@@ -219,7 +219,7 @@ def _sweep_form() -> int | None:
     dataset_missing = not is_present(spec.base.dataset)
     if dataset_missing:  # the Single run tab offers the download; one button for it on the page is enough
         st.warning(
-            f"{DATASETS[spec.base.dataset].__name__} has not been downloaded yet: "
+            f"{DATASET_NAMES[spec.base.dataset]} has not been downloaded yet: "
             "download it in the Single run tab first.",
             icon=":material/cloud_off:",
         )
