@@ -1,6 +1,6 @@
 """Ending the server's process promptly once it has been asked to stop (SIGTERM, Ctrl-C).
 
-Streamlit closes its connections and sessions within about half a second of SIGTERM. What
+Streamlit closes its connections and sessions within about 0.5 s of SIGTERM. What
 follows is Python's own interpreter shutdown, and that is what can hold the process:
 
 - Its teardown: a full garbage collection of the server's heap (about 2 s here with PyTorch,

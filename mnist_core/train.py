@@ -2,7 +2,7 @@
 
 The loop is the case study's (zero_grad, forward, loss, backward, step) with what a real
 tool needs around it: data resident on the device and reshuffled every epoch, an optional
-schedule, mixed precision on CUDA, progress events at least every 0.25 s, validation after
+schedule, mixed precision on CUDA, progress events at least every 0.2 s (`REPORT_EVERY_SECONDS`), validation after
 each epoch, cancellation between any two steps, a NaN loss reported as a failure, and an
 optional torch.compile whose compile time is measured apart from the training time.
 
@@ -278,8 +278,8 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
         if batches.device.type == "cuda":
             torch.cuda.synchronize()
     except Exception as error:  # noqa: BLE001 - a compiler problem must read as one
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"torch.compile failed ({first_line}); train without compiling instead") from error
+        headline = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeError(f"torch.compile failed ({headline}); train without compiling instead") from error
     seconds = time.perf_counter() - start
     with torch.no_grad():
         for name, buffer in model.named_buffers():

@@ -72,7 +72,7 @@ def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambd
                 ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         except ConnectionError as error:  # no Ray answered there (or, for `auto`, none was found)
             raise ClusterUnreachable(
-                f"Could not join the Ray cluster at {address}: {first_line(error).rstrip('.')}. Check RAY_ADDRESS "
+                f"Could not join the Ray cluster at {address}: {last_error_line(error).rstrip('.')}. Check RAY_ADDRESS "
                 f"(and, for a cluster that requires a token, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN), or unset it "
                 f"to train on this machine.") from error
         return f"Ray cluster at {address}"
@@ -347,7 +347,7 @@ def run_job(run: Run, data_dir: str | None, should_stop: Callable[[], bool] = la
     try:
         outcome = ray.get(reference)
     except Exception as failure:  # noqa: BLE001 - the worker died or raised: say so in the run
-        error = f"The training process on the Ray cluster failed: {first_line(failure)}"
+        error = f"The training process on the Ray cluster failed: {last_error_line(failure)}"
         outcome = {"type": "Failed", "message": error}
     home.settle(run.id, error)
     ray.kill(channel)
@@ -358,8 +358,10 @@ def _task_resources(resources: dict[str, float]) -> dict[str, float]:
     return {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
 
 
-def first_line(error: BaseException) -> str:
-    """A Ray error's first meaningful line (its messages carry whole remote tracebacks)."""
+def last_error_line(error: BaseException) -> str:
+    """The line of a Ray error that says what went wrong: its messages carry whole remote
+    tracebacks, which end with the exception's own "Type: message" line, so the last line that
+    has a colon and is not a "File ..." frame (else the first line, else the error's type)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     last = next((line for line in reversed(lines) if ":" in line and not line.startswith("File ")), None)
     return last or (lines[0] if lines else type(error).__name__)

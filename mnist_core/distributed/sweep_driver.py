@@ -86,7 +86,7 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         return sweep
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
         traceback.print_exc()  # for driver.log
-        _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.first_line(error)}.")
+        _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.last_error_line(error)}.")
         return sweep
     finally:
         if taken is not None:
@@ -205,7 +205,7 @@ class _Settle(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = trial.get_error() if hasattr(trial, "get_error") else None
-        reason = cluster.first_line(error) if error else "its process died"
+        reason = cluster.last_error_line(error) if error else "its process died"
         self.channel.ended.remote(_run_id_of(trial), f"The trial's training process failed: {reason}. "
                                                      f"The other trials go on.")
 
