@@ -54,6 +54,13 @@ def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+def auto_device() -> str:
+    """What a run with `device="auto"` reports on this machine: "CPU", the GPU's name, "Apple GPU (MPS)"."""
+    from mnist_core.device import device_label
+
+    return device_label("auto")
+
+
 def real_data_dir() -> Path | None:
     """The folder in MNIST_DATA_DIR when it holds the real MNIST, else None."""
     folder = os.environ.get("MNIST_DATA_DIR")
@@ -143,3 +150,50 @@ def dead_pid() -> int:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     return dead.pid
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA GPU: elsewhere they are skipped, and say so (`-ra`)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = pytest.mark.skip(reason="needs a CUDA GPU; this machine has none (the CPU path is tested elsewhere)")
+        for item in gpu_tests:
+            item.add_marker(reason)
+
+
+def under_ci() -> bool:
+    """CI sets CI=true; it installs every optional dependency (requirements-dev.txt) and a browser."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """What a test does without something it needs: skip with the reason, but fail under CI, where
+    everything is installed and a skip would hide tests that never ran."""
+    if under_ci():
+        pytest.fail(f"CI installs everything the tests need, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs(problem: str | None) -> pytest.MarkDecorator:
+    """`pytestmark = needs(problem)` for tests that need an optional dependency: `problem` says why
+    it cannot be used here (None when it can); each test then skips, or fails under CI, with it."""
+    return pytest.mark.needs(problem=problem)
+
+
+def missing_module(*modules: str, install: str) -> str | None:
+    """Why the first absent module of `modules` cannot be imported, or None when all are there."""
+    from importlib.util import find_spec
+
+    absent = [module for module in modules if find_spec(module) is None]
+    return f"{absent[0]} is not installed ({install})" if absent else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        if mark.kwargs.get("problem"):
+            skip_or_fail(mark.kwargs["problem"])

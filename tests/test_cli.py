@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import auto_device
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,7 +37,7 @@ def test_train_ends_with_a_json_summary_and_evaluate_agrees(tiny_data_dir, runs_
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("test_accuracy", "train_seconds", "images_per_second", "epochs", "device", "run_dir"):
         assert key in summary
-    assert summary["epochs"] == 1 and summary["device"] == "CPU" and summary["test_accuracy"] > 90
+    assert summary["epochs"] == 1 and summary["device"] == auto_device() and summary["test_accuracy"] > 90
     assert "epoch 1/1" in done.stderr
     evaluated = cli("evaluate", summary["run_dir"], "--data-dir", str(tiny_data_dir))
     assert evaluated.returncode == 0, evaluated.stderr

@@ -4,7 +4,6 @@ with onnxruntime against PyTorch on the test digits (the real MNIST when MNIST_D
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,12 @@ from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished, Progress
 from mnist_core.jobs import execute_run
 from mnist_core.runs import create_run
-from tests.conftest import real_data_dir
+from tests.conftest import missing_module, needs, real_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-for module in ("tensorboardX", "onnx", "onnxruntime", "tensorboard"):
-    if export.importlib.util.find_spec(module) is None:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"{module} is missing: pip install -r requirements-dev.txt")
-        pytest.skip(f"{module} is not installed (pip install -r requirements-dev.txt)", allow_module_level=True)
-    # tensorboardX and onnx are in requirements.txt; onnxruntime and tensorboard, the readers, in requirements-dev.txt
+# tensorboardX and onnx are in requirements.txt; onnxruntime and tensorboard, the readers, in requirements-dev.txt.
+pytestmark = needs(missing_module("tensorboardX", "onnx", "onnxruntime", "tensorboard",
+                                  install="pip install -r requirements-dev.txt"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from mnist_core import slots
@@ -20,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW = ["--epochs", "100", "--batch-size", "1"]
 
 
-def cli_train(runs_dir: Path, data_dir: Path, *options: str, max_jobs: int = 1) -> subprocess.Popen:
+def cli_train(runs_dir: Path, data_dir: Path, *options: str, max_jobs: int = 1, stderr=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_core", "train", "--model", "fast", "--lr", "0.001",
          "--data-dir", str(data_dir), "--runs-dir", str(runs_dir), *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
         env={**os.environ, "MNIST_MAX_JOBS": str(max_jobs)},
     )
 
@@ -33,20 +32,22 @@ def states(runs_dir: Path) -> list[str]:
     return sorted(run.status()["state"] for run in list_runs(runs_dir))
 
 
-def test_two_processes_on_one_runs_folder_train_one_at_a_time(tiny_data_dir, runs_dir):
+def test_two_processes_on_one_runs_folder_train_one_at_a_time(tiny_data_dir, runs_dir, tmp_path):
     first = cli_train(runs_dir, tiny_data_dir, *SLOW)
     assert wait_for(lambda: states(runs_dir) == ["running"])
-    second = cli_train(runs_dir, tiny_data_dir, "--epochs", "1")
+    log = tmp_path / "second.stderr"
+    with open(log, "w") as stderr_file:  # a file, so the test can read it while the process runs
+        second = cli_train(runs_dir, tiny_data_dir, "--epochs", "1", stderr=stderr_file)
     try:
-        assert wait_for(lambda: len(list_runs(runs_dir)) == 2)
-        time.sleep(3)  # long enough for the second one to have started, were it allowed to
+        # The second has found the slot taken and says it waits: it is past the point where it
+        # would have started training, had it been allowed to.
+        assert wait_for(lambda: "waiting for a free training slot" in log.read_text())
         assert states(runs_dir) == ["queued", "running"]
 
         first.send_signal(signal.SIGKILL)  # the holder dies without a word: the kernel frees its slot
         first.wait(timeout=30)
-        stdout, stderr = second.communicate(timeout=120)
-        assert second.returncode == 0, stderr
-        assert "waiting for a free training slot" in stderr
+        stdout, _ = second.communicate(timeout=120)
+        assert second.returncode == 0, log.read_text()
         assert json.loads(stdout.strip().splitlines()[-1])["status"] == "finished"
     finally:
         for process in (first, second):
@@ -60,8 +61,8 @@ def test_the_app_runner_waits_for_a_slot_held_by_the_command_line(tiny_data_dir,
     try:
         assert wait_for(lambda: states(runs_dir) == ["running"])
         runner = JobRunner(runs_dir, tiny_data_dir, max_running=1)
+        # submit tries the slot at once, and finds it held by the command line's run.
         queued = runner.submit(TrainConfig(model="fast", epochs=1, lr=0.003))
-        time.sleep(2)
         assert queued.status()["state"] == "queued" and runner.queue_position(queued) == 1
         outside.send_signal(signal.SIGINT)  # Ctrl-C: the CLI stops after this step and lets go
         outside.communicate(timeout=60)

@@ -15,7 +15,7 @@ from mnist_core.jobs import JobRunner, execute_run
 from mnist_core.policy import JobPolicy, QuotaExceeded
 from mnist_core.runs import create_run, list_runs
 from mnist_core.storage import StorageError
-from tests.conftest import wait_for
+from tests.conftest import auto_device, wait_for
 
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
 SLOW = TrainConfig(model="fast", epochs=100, batch_size=1, lr=0.001)  # would take minutes
@@ -26,7 +26,7 @@ def test_execute_run_records_everything_in_the_run_folder(tiny_data_dir, runs_di
     result = execute_run(run, tiny_data_dir)
     assert isinstance(result.outcome, Finished)
     status = run.status()
-    assert status["state"] == "finished" and status["device"] == "CPU"
+    assert status["state"] == "finished" and status["device"] == auto_device()
     assert [type(e) for e in run.events()].count(EpochEnd) == 2
     assert run.has_checkpoint()
 

@@ -21,18 +21,14 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from bench.load import procfs
 from mnist_core.sweep import ray_problem
+from tests.conftest import needs
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN = "0A"  # the TCP state "listen" in /proc/net/tcp
 
-if ray_problem():
-    if os.environ.get("CI"):
-        raise RuntimeError(ray_problem())
-    pytest.skip(ray_problem(), allow_module_level=True)
+pytestmark = needs(ray_problem())  # each test skips without Ray Tune, or fails under CI
 
 
 def _address(hex_address: str) -> str:

@@ -19,14 +19,11 @@ import pytest
 from mnist_core.events import EpochEnd
 from mnist_core.job import ACTIVE_STATES, ENDED_STATES, is_alive
 from mnist_core.sweep import list_sweeps, ray_problem
-from tests.conftest import fill_disk, wait_for
+from tests.conftest import fill_disk, needs, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
-if ray_problem():
-    if os.environ.get("CI"):
-        pytest.fail(ray_problem(), pytrace=False)
-    pytest.skip(ray_problem(), allow_module_level=True)
+pytestmark = needs(ray_problem())  # each test skips without Ray Tune, or fails under CI
 
 # The app's server, reduced to what matters: a job runner that started a sweep, then waits.
 SERVER = textwrap.dedent("""

@@ -14,19 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import list_sweeps, ray_problem
-from tests.conftest import wait_for
+from tests.conftest import needs, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
-if ray_problem():
-    if os.environ.get("CI"):
-        raise RuntimeError(ray_problem())
-    pytest.skip(ray_problem(), allow_module_level=True)
+pytestmark = needs(ray_problem())  # each test skips without Ray Tune, or fails under CI
 
 
 def start_sweep(data_dir: Path, runs_dir: Path, *options: str) -> subprocess.Popen:

@@ -8,6 +8,7 @@ import torch
 from mnist_core.config import TrainConfig
 from mnist_core.events import Cancelled, EpochEnd, Failed, Finished, Progress, Started
 from mnist_core.train import fit
+from tests.conftest import auto_device
 
 TINY = TrainConfig(model="fast", epochs=2, batch_size=32, lr=0.003)
 
@@ -19,7 +20,7 @@ def test_fit_reports_typed_events_in_order_and_learns(tiny_data_dir):
     assert kinds[0] is Started and kinds[-1] is Finished
     assert kinds.count(EpochEnd) == 2 and Progress in kinds
     started = events[0]
-    assert started.device == "CPU" and started.model == "fast" and started.parameters > 0
+    assert started.device == auto_device() and started.model == "fast" and started.parameters > 0
     assert started.steps_per_epoch == 16  # 512 / 32
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].step == progress[-1].steps_per_epoch  # the last step of each epoch is reported

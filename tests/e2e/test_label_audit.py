@@ -1,7 +1,9 @@
 """The label audit from a person's side: run it, mark the top suspect, restart the server, find
 the mark still there, and train the fast preset without the marked image.
 
-The test starts its own servers on one runs folder, so the restart is a real one.
+The test starts its own servers on one runs folder, so the restart is a real one. Its data is
+small synthetic digits in MNIST's format with a few labels deliberately wrong, so the audit
+(8 fold models) takes seconds, and its top suspect must be one of those planted errors.
 """
 
 from __future__ import annotations
@@ -13,9 +15,25 @@ import pytest
 
 from mnist_core.marks import load_marks
 from mnist_core.runs import list_runs
+from tests.conftest import tiny_digits, write_idx
 from tests.e2e.conftest import ARTIFACTS, assert_no_errors, running_server, wait_idle
 
 pytestmark = pytest.mark.e2e
+
+WRONG = (7, 99, 1234)  # training images whose label is planted wrong
+
+
+@pytest.fixture
+def mislabelled_data_dir(tmp_path):
+    """3,000 synthetic training digits, three of them labelled as another digit, and 500 test digits."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images, labels = tiny_digits(3000, seed=5)
+    for index in WRONG:
+        labels[index] = (labels[index] + 5) % 10
+    write_idx(raw, "train", images, labels)
+    write_idx(raw, "t10k", *tiny_digits(500, seed=6))
+    return tmp_path / "data"
 
 
 def open_audit_tab(tab, url: str) -> None:
@@ -25,13 +43,13 @@ def open_audit_tab(tab, url: str) -> None:
     wait_idle(tab)
 
 
-def test_audit_mark_restart_and_train_without_the_marked_image(browser, e2e_data_dir, tmp_path):
+def test_audit_mark_restart_and_train_without_the_marked_image(browser, mislabelled_data_dir, tmp_path):
     runs = tmp_path / "runs"
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     try:
-        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
+        with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
             open_audit_tab(tab, url)
             tab.get_by_role("button", name="Start audit").click()
             tab.get_by_text("out-of-sample accuracy").wait_for(timeout=240_000)  # 8 fold models, then the ranking
@@ -41,8 +59,9 @@ def test_audit_mark_restart_and_train_without_the_marked_image(browser, e2e_data
             wait_idle(tab)
             tab.get_by_text("1 marked so far").wait_for()
         (marked,) = load_marks("mnist", "train", runs)  # saved at once, before any restart
+        assert marked in WRONG  # the first card shown is a planted error
 
-        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-audit-2.log") as url:
+        with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-2.log") as url:
             open_audit_tab(tab, url)
             tab.get_by_text("1 marked so far").wait_for()  # the stored audit and the mark, after a restart
             tab.screenshot(path=str(ARTIFACTS / "label-audit-after-restart.png"))
