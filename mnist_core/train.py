@@ -2,9 +2,10 @@
 
 The loop is the case study's (zero_grad, forward, loss, backward, step) with what a real
 tool needs around it: data resident on the device and reshuffled every epoch, an optional
-schedule, mixed precision on CUDA, progress events at least every 0.2 s (`REPORT_EVERY_SECONDS`), validation after
-each epoch, cancellation between any two steps, a NaN loss reported as a failure, and an
-optional torch.compile whose compile time is measured apart from the training time.
+schedule, mixed precision on CUDA, progress events at least every 0.2 s
+(`REPORT_EVERY_SECONDS`), validation after each epoch, cancellation between any two steps, a
+NaN loss reported as a failure, and an optional torch.compile whose compile time is measured
+apart from the training time.
 
 A run that diverges is stopped as a failure with advice, whether its loss becomes NaN or
 infinite, blows up to a size no healthy run reaches (`LOSS_BLOWUP`), or leaves the model no

@@ -11,7 +11,7 @@ process joins the cluster, starts the job there, and writes what it reports into
 folder (`cluster.run_job`).
 
 `--standby SOCKET_FD` starts a worker before there is a job: it imports torch and the
-engine and reads MNIST from disk (the 4-5 s a fresh process spends before its first step),
+engine and reads MNIST from disk (the 2 s or so a fresh process spends before its first step),
 then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
 in one message (SCM_RIGHTS); it then trains that run exactly as a fresh worker would. If the
 runner goes away first, the socket closes and the standby exits.

@@ -40,17 +40,6 @@ def _free_port() -> int:
 E2E_TRAIN, E2E_TEST = 20_000, 2_000  # images in the browser tests' data: what a page needs, not all of MNIST
 
 
-def read_idx(folder: Path, prefix: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `count` images and labels of an MNIST-format split."""
-    with open(folder / f"{prefix}-images-idx3-ubyte", "rb") as file:
-        file.seek(16)
-        images = np.frombuffer(file.read(count * 28 * 28), dtype=np.uint8).reshape(count, 28, 28)
-    with open(folder / f"{prefix}-labels-idx1-ubyte", "rb") as file:
-        file.seek(8)
-        labels = np.frombuffer(file.read(count), dtype=np.uint8)
-    return images, labels
-
-
 @pytest.fixture(scope="session", autouse=True)
 def checkout_maps_kept(tmp_path_factory):
     """The shipped model's embedding map is stored beside it, in the checkout's models/ folder, and
@@ -83,8 +72,11 @@ def e2e_data_dir(tmp_path_factory) -> Path:
     raw.mkdir(parents=True)
     real = real_data_dir()
     if real:
-        write_idx(raw, "train", *read_idx(real / "MNIST" / "raw", "train", E2E_TRAIN))
-        write_idx(raw, "t10k", *read_idx(real / "MNIST" / "raw", "t10k", E2E_TEST))
+        from mnist_core.data import load_split  # checks the real files, then reads them
+
+        for prefix, train, count in (("train", True, E2E_TRAIN), ("t10k", False, E2E_TEST)):
+            images, labels = load_split("mnist", train, real)
+            write_idx(raw, prefix, images[:count].numpy(), labels[:count].numpy().astype(np.uint8))
     else:
         write_idx(raw, "train", *tiny_digits(E2E_TRAIN, seed=3))
         write_idx(raw, "t10k", *tiny_digits(E2E_TEST, seed=4))
