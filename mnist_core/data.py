@@ -44,8 +44,16 @@ from mnist_core.storage import shown_path
 
 # Each dataset's name as torchvision spells it, which is also its folder: <data folder>/MNIST/raw/.
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-# The four uncompressed IDX files of each dataset, as in the archives torchvision downloads.
-FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SPLITS = ("train", "t10k")  # the prefixes of the training and test splits' files
+
+
+def split_files(split: str) -> tuple[str, str]:
+    """The uncompressed IDX files of a split, images then labels, as in the archives torchvision
+    downloads: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte") for "train"."""
+    return f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+
+
+FILE_NAMES = tuple(name for split in SPLITS for name in split_files(split))  # the same for both datasets
 # Mean and standard deviation of the training pixels (scaled to 0..1). Training, evaluation
 # and the Draw page all normalise through `normalize`, so they can never disagree.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
@@ -213,9 +221,8 @@ def check_files(dataset: str = "mnist", data_dir: str | Path | None = None) -> P
     folder = raw_folder(dataset, data_dir)
     if not is_present(dataset, data_dir):
         raise DatasetMissing(missing_message(dataset, data_dir))
-    for split in ("train", "t10k"):
-        images = folder / f"{split}-images-idx3-ubyte"
-        labels = folder / f"{split}-labels-idx1-ubyte"
+    for split in SPLITS:
+        images, labels = (folder / name for name in split_files(split))
         image_count = _check_idx_file(images, IMAGES_MAGIC, dataset)
         label_count = _check_idx_file(labels, LABELS_MAGIC, dataset)
         if image_count != label_count:
@@ -344,8 +351,8 @@ def load_split(
             else:
                 check_files(dataset, root)
             folder = raw_folder(dataset, root)
-            prefix = "train" if train else "t10k"
-            _cache[key] = _read_idx(folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte")
+            images, labels = split_files(SPLITS[0] if train else SPLITS[1])
+            _cache[key] = _read_idx(folder / images, folder / labels)
         return _cache[key]
 
 

@@ -30,7 +30,7 @@ def test_the_files_read_as_torchvision_reads_them(tiny_data_dir):
         assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
 
 
-def test_the_names_are_torchvisions(monkeypatch):
+def test_the_names_are_torchvisions():
     from torchvision import datasets
 
     for name, cls in (("mnist", datasets.MNIST), ("fashion-mnist", datasets.FashionMNIST)):
