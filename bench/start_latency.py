@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
+from mnist_core.config import PRESETS  # noqa: E402
 
 # The probe should cost the browser as little as a person looking does: it looks again only when
 # the page's DOM changes (a MutationObserver), and reads textContent, which needs no layout (it
@@ -49,7 +50,7 @@ MEASURE = """async () => {
   await new Promise(resolve => {
     const check = () => {
       const now = performance.now();
-      if (!times.first && fresh('Epoch 1/1')) times.first = now - started;
+      if (!times.first && fresh('Epoch 1/')) times.first = now - started;
       // after the first point only: for a moment the new header stands above the old run's summary
       if (times.first && summary()) { times.summary = now - started; return true; }
       return now - started > 300000;
@@ -68,14 +69,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def open_train_on_fast(browser, url: str):
-    """A new desktop-sized tab on the Train page with the Fast preset picked; returns the tab."""
+def open_train_on(browser, url: str, preset: str = "fast"):
+    """A new desktop-sized tab on the Train page with `preset` (a PRESETS name) picked; returns the tab."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.get_by_role("button", name="Start training").wait_for()
     page.get_by_role("combobox", name="Preset").click()
-    page.get_by_role("option", name="Fast").click()
-    page.get_by_text("99 % after one epoch").first.wait_for()
+    page.get_by_role("option", name=preset.capitalize().replace("-", " "), exact=True).click()
+    page.get_by_text(PRESETS[preset].description[:30]).first.wait_for()
     return page
 
 
@@ -87,7 +88,7 @@ def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) 
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_healthy(url, server)
-            page = open_train_on_fast(browser, url)
+            page = open_train_on(browser, url)
             time.sleep(settle_s)  # the server's first runner has just started its standby: let it load
             results = []
             for _ in range(runs):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_core.job import AUDIT_JOB, KINDS, MAP, RUN, TRIAL, JobFolder
-from mnist_core.runs import EMBEDDINGS_FOLDER, Run, default_runs_dir, list_runs
+from mnist_core.runs import ACTIVE_STATES, EMBEDDINGS_FOLDER, Run, default_runs_dir, list_runs
 from mnist_core.sweep import list_sweeps
 
 BUILD_STATUS_GLOB = "*.map-*.npz.building.json"
@@ -90,3 +90,11 @@ def run_jobs(runs_dir: str | Path | None = None, kinds: Iterable[str] = RUN_FOLD
 
 def runs_of(entries: Iterable[JobEntry]) -> list[Run]:
     return [entry.job for entry in entries]  # type: ignore[misc] - run_jobs' entries hold Runs
+
+
+def any_active(entries: Iterable[JobEntry], besides: str | None = None) -> bool:
+    """Whether any of `entries` is queued or running, the job with id `besides` left out.
+
+    The Train page's history polls while this holds, `besides` being the run its live panel shows:
+    that panel already follows its run, and redraws the whole page when the run ends."""
+    return any(entry.status.get("state") in ACTIVE_STATES and entry.id != besides for entry in entries)

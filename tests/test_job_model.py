@@ -267,6 +267,20 @@ def test_the_standby_worker_goes_while_another_job_holds_the_machine(tiny_data_d
         runner.close()
 
 
+def test_the_history_polls_for_active_jobs_other_than_the_one_the_live_panel_shows(runs_dir):
+    from mnist_core.listing import any_active, list_jobs
+
+    finished = create_run(TrainConfig(), runs_dir)
+    finished.record(Finished(90.0, 1.0, 640.0, 1))
+    assert not any_active(list_jobs(runs_dir))
+    running = create_run(TrainConfig(), runs_dir)  # queued: active
+    assert any_active(list_jobs(runs_dir))
+    assert any_active(list_jobs(runs_dir), besides=finished.id)
+    assert not any_active(list_jobs(runs_dir), besides=running.id)  # the panel shows it: no poll
+    create_sweep(SweepSpec.from_preset("fast"), runs_dir)  # a sweep's trials appear while it runs
+    assert any_active(list_jobs(runs_dir), besides=running.id)
+
+
 def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):
     import json
 

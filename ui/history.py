@@ -9,7 +9,7 @@ import streamlit as st
 
 from mnist_core import export
 from mnist_core.job import SWEEP
-from mnist_core.listing import RUN_FOLDER_KINDS, list_jobs, run_jobs, runs_of
+from mnist_core.listing import RUN_FOLDER_KINDS, any_active, list_jobs, run_jobs, runs_of
 from mnist_core.run_table import rows_csv, run_rows
 from mnist_core.runs import (
     ACTIVE_STATES,
@@ -85,7 +85,7 @@ def _note(summary: RunSummary) -> str:
 
 
 # Slower than the live panel: redrawing the table every 0.75 s made a 5 s fast-preset run take
-# 3.5 s longer with the browser on the same 2 cores (bench/start_latency.py); every 2 s costs little.
+# 3.5 s longer with the browser on the same 2 cores (bench/start_latency.py).
 HISTORY_POLL_SECONDS = 2.0
 DELETES = "history_deletes"  # session_state: how many runs this session deleted (the table's key)
 
@@ -94,10 +94,14 @@ NOTICE = "history_notice"
 
 
 def run_history() -> None:
-    """The history table; while any run is queued or running it refreshes every HISTORY_POLL_SECONDS."""
+    """The history table. While a job the live panel does not show is queued or running, it
+    refreshes every HISTORY_POLL_SECONDS.
+
+    The run the live panel shows is left out: the panel redraws the whole page, this table included,
+    when that run ends, and a table redrawn meanwhile would only take the cores from the run
+    (bench/watch_cost.py). A running sweep counts: its trials' run folders appear one by one."""
     st.subheader("Run history")
-    # A running sweep counts: its trials' run folders appear one by one while it runs.
-    active = any(entry.status.get("state") in ACTIVE_STATES for entry in list_jobs(kinds=(*RUN_FOLDER_KINDS, SWEEP)))
+    active = any_active(list_jobs(kinds=(*RUN_FOLDER_KINDS, SWEEP)), besides=watched_id())
     st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
 
 

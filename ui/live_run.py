@@ -1,8 +1,9 @@
 """The live view of one run: progress, curves, the first layer's filters, Stop, and the summary once it ends.
 
-It polls the run folder from a fragment, so only this part of the page reruns each half
-second, and only while the run is queued or running. Any tab, and any reload, shows the
-same run because everything comes from the run folder.
+It polls the run folder from two fragments, so only this part of the page reruns, and only
+while the run is queued or running: the progress line every POLL_SECONDS, the charts every
+CURVES_POLL_SECONDS. Any tab, and any reload, shows the same run because everything comes from
+the run folder.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
-POLL_SECONDS = 0.75  # "at least once a second", without redrawing more often than people can see
-# Until the first step is drawn, poll faster: with a standby worker the first point exists
-# about 0.3 s after Start, and that wait is the one people notice.
-FIRST_POINT_POLL_SECONDS = 0.25
+# What a look costs: each redraw takes the browser's CPU, and on a small machine that is taken
+# from the run it shows (bench/watch_cost.py). The progress line is cheap, so it is redrawn
+# once a second; the two charts cost most (about 0.06 s of CPU a redraw), so they follow more
+# slowly. Each fragment keeps one pace from Start to the end: changing pace needs a redraw of
+# the whole page, which cost a fast-preset run more than the polls it saved.
+POLL_SECONDS = 1.0
+CURVES_POLL_SECONDS = 2.5
 TRAIN_TIME_HELP = ("Time spent training, the same figure as in the run history: the training steps and the "
                    "model's data-dependent preparation, not loading data, compiling or validating.")
 
@@ -62,23 +66,28 @@ def live_run_panel() -> None:
     if run is None:
         st.info("No runs yet. Choose settings on the left and press **Start training**; "
                 "the curves will grow here while it trains.", icon=":material/monitoring:")
+        # The empty charts show where the curves will grow, and the browser loads its charting
+        # code now, not in the first seconds of the first run (it cost that run about 0.4 s on 2 cores).
+        _charts([], epochs=None, label_smoothing=0.0, key="none")
         return
-    summary = summarize(run)
-    active = summary.state in ACTIVE_STATES
-    waiting_for_first_point = active and summary.last_progress is None
-    # Poll only while something can change; a finished run is drawn once.
-    every = (FIRST_POINT_POLL_SECONDS if waiting_for_first_point else POLL_SECONDS) if active else None
-    st.fragment(_panel, run_every=every)(run, active, waiting_for_first_point)
+    active = summarize(run).state in ACTIVE_STATES
+    if not active:  # a finished run is drawn once
+        _status(run, was_active=False)
+        _curves(run)
+        return
+    # Two fragments, two paces: the progress line every POLL_SECONDS; the charts, which cost the
+    # browser most, every CURVES_POLL_SECONDS. The first one redraws the whole page when the run ends.
+    st.fragment(_status, run_every=POLL_SECONDS)(run, was_active=True)
+    st.fragment(_curves, run_every=CURVES_POLL_SECONDS)(run)
 
 
-def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) -> None:
+def _status(run: Run, was_active: bool) -> None:
+    """The run's name, Stop and its progress line."""
     events = run.events()
     summary = summarize(run, events)
     state = summary.state
     if was_active and state not in ACTIVE_STATES:
-        st.rerun()  # the run just ended: redraw the whole page (summary, history) once
-    if waiting_for_first_point and summary.last_progress is not None:
-        st.rerun()  # the first point is here: redraw once, polling at the calmer pace from now on
+        st.rerun()  # the run just ended: redraw the whole page (curves, summary, history) once
     header, stop = st.columns([4, 1])
     header.subheader(f"Run {run.id}")
     if summary.damaged:
@@ -95,15 +104,25 @@ def _panel(run: Run, was_active: bool, waiting_for_first_point: bool = False) ->
         else:
             st.toast("Stopping after the current step…")
     _status_line(run, summary, events)
-    left, right = st.columns(2)
-    left.plotly_chart(training_loss_figure(events, summary.config.epochs, summary.config.label_smoothing),
-                      width="stretch", key=f"loss_{run.id}",
-                     config=CHART_CONFIG)
-    right.plotly_chart(validation_figure(events, summary.config.epochs), width="stretch", key=f"val_{run.id}",
-                      config=CHART_CONFIG)
+
+
+def _curves(run: Run) -> None:
+    """The training loss and validation charts, the first layer's filters, and, once the run has ended, its summary."""
+    events = run.events()
+    summary = summarize(run, events)
+    if summary.damaged:  # said above, by _status
+        return
+    _charts(events, summary.config.epochs, summary.config.label_smoothing, key=run.id)
     _first_layer_filters(run, events)
-    if state not in ACTIVE_STATES:
+    if summary.state not in ACTIVE_STATES:
         _summary(run, summary, events)
+
+
+def _charts(events: list, epochs: int | None, label_smoothing: float, key: str) -> None:
+    left, right = st.columns(2)
+    left.plotly_chart(training_loss_figure(events, epochs, label_smoothing), width="stretch", key=f"loss_{key}",
+                      config=CHART_CONFIG)
+    right.plotly_chart(validation_figure(events, epochs), width="stretch", key=f"val_{key}", config=CHART_CONFIG)
 
 
 def _first_layer_filters(run: Run, events: list) -> None:
