@@ -5,8 +5,8 @@ with the standby worker (the default) and once without (`MNIST_STANDBY_WORKER=0`
 each opens the Train page in headless Chromium, picks the Fast preset and presses Start
 `--runs` times. It measures, on the browser's clock, from the click to:
 
-- the first point: the progress line "Epoch 1/1 · step …" appears (drawn with the first
-  training step's point);
+- the first point: the progress line "Epoch 1/1 · step …" appears (a run that ends before the
+  progress line's next redraw never shows one: then there is no figure);
 - the summary: the "Test accuracy" metric appears.
 
 Between runs it waits a few seconds, as a person reading the result would, so the standby
@@ -44,15 +44,18 @@ MEASURE = """async () => {
   const before = header();
   const started = performance.now();
   const fresh = text => header() && header() !== before && document.body.textContent.includes(text);
-  const summary = () => header() && header() !== before && Array.from(
-    document.querySelectorAll('[data-testid="stMetricLabel"]')).some(label => label.textContent.includes('Test accuracy'));
+  // For a moment the new header stands above the old run's summary, which Streamlit marks stale
+  // until the redraw ends: only a summary that is not stale, with no Stop button left, counts.
+  const current = element => element.closest('[data-stale="true"]') === null;
+  const stop = () => Array.from(document.querySelectorAll('button')).some(b => b.textContent.includes('Stop') && current(b));
+  const summary = () => header() && header() !== before && !stop() && Array.from(
+    document.querySelectorAll('[data-testid="stMetricLabel"]')).some(label => label.textContent.includes('Test accuracy') && current(label));
   const times = {};
   await new Promise(resolve => {
     const check = () => {
       const now = performance.now();
       if (!times.first && fresh('Epoch 1/')) times.first = now - started;
-      // after the first point only: for a moment the new header stands above the old run's summary
-      if (times.first && summary()) { times.summary = now - started; return true; }
+      if (summary()) { times.summary = now - started; return true; }
       return now - started > 300000;
     };
     const observer = new MutationObserver(() => { if (check()) { observer.disconnect(); resolve(); } });
@@ -94,7 +97,7 @@ def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) 
             for _ in range(runs):
                 times = page.evaluate(MEASURE)
                 results.append(times)
-                print(f"  standby {'on ' if standby else 'off'}: click -> first point {times.get('first', 0) / 1000:.2f} s, "
+                print(f"  standby {'on ' if standby else 'off'}: click -> first point {times.get('first', float('nan')) / 1000:.2f} s, "
                       f"click -> summary {times.get('summary', 0) / 1000:.2f} s", flush=True)
                 time.sleep(settle_s)
             page.close()

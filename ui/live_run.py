@@ -68,7 +68,7 @@ def live_run_panel() -> None:
                 "the curves will grow here while it trains.", icon=":material/monitoring:")
         # The empty charts show where the curves will grow, and the browser loads its charting
         # code now, not in the first seconds of the first run (it cost that run about 0.4 s on 2 cores).
-        _charts([], epochs=None, label_smoothing=0.0, key="none")
+        _charts([], epochs=1, label_smoothing=0.0, key="none")
         return
     active = summarize(run).state in ACTIVE_STATES
     if not active:  # a finished run is drawn once
