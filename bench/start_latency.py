@@ -47,7 +47,8 @@ MEASURE = """async () => {
   // For a moment the new header stands above the old run's summary, which Streamlit marks stale
   // until the redraw ends: only a summary that is not stale, with no Stop button left, counts.
   const current = element => element.closest('[data-stale="true"]') === null;
-  const stop = () => Array.from(document.querySelectorAll('button')).some(b => b.textContent.includes('Stop') && current(b));
+  // The live panel's "Stop" (its icon's name comes first in the text), not the Sweep tab's "Stop sweep".
+  const stop = () => Array.from(document.querySelectorAll('button')).some(b => b.textContent.trim().endsWith('Stop') && current(b));
   const summary = () => header() && header() !== before && !stop() && Array.from(
     document.querySelectorAll('[data-testid="stMetricLabel"]')).some(label => label.textContent.includes('Test accuracy') && current(label));
   const times = {};
@@ -59,11 +60,18 @@ MEASURE = """async () => {
       return now - started > 300000;
     };
     const observer = new MutationObserver(() => { if (check()) { observer.disconnect(); resolve(); } });
-    observer.observe(document.body, {childList: true, subtree: true, characterData: true});
+    // data-stale too: an element that stops being stale changes only that attribute.
+    observer.observe(document.body, {childList: true, subtree: true, characterData: true,
+                                     attributes: true, attributeFilter: ['data-stale']});
     document.querySelector('[data-testid="stBaseButton-primary"]').click();
   });
   return times;
 }"""
+
+
+def median_seconds(milliseconds: list[float]) -> float:
+    """The median in seconds of the runs that have the figure (nan if none has)."""
+    return statistics.median(milliseconds) / 1000 if milliseconds else float("nan")
 
 
 def free_port() -> int:
@@ -98,7 +106,7 @@ def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) 
                 times = page.evaluate(MEASURE)
                 results.append(times)
                 print(f"  standby {'on ' if standby else 'off'}: click -> first point {times.get('first', float('nan')) / 1000:.2f} s, "
-                      f"click -> summary {times.get('summary', 0) / 1000:.2f} s", flush=True)
+                      f"click -> summary {times.get('summary', float('nan')) / 1000:.2f} s", flush=True)
                 time.sleep(settle_s)
             page.close()
             return results
@@ -124,8 +132,7 @@ def main() -> int:
             browser.close()
     print(f"\nFast preset, {args.runs} runs each, browser on this machine (median):")
     for standby, results in found.items():
-        first = statistics.median(r.get("first", float("nan")) for r in results) / 1000
-        summary = statistics.median(r.get("summary", float("nan")) for r in results) / 1000
+        first, summary = (median_seconds([r[key] for r in results if key in r]) for key in ("first", "summary"))
         print(f"  standby worker {'on ' if standby else 'off'}: click -> first point {first:.2f} s, "
               f"click -> summary {summary:.2f} s")
     return 0

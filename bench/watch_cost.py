@@ -1,14 +1,14 @@
 """What watching costs a run: a preset's own training time, watched live in a browser against
 the same run from the command line, measured side by side in one run of this script.
 
-- unwatched: `python -m mnist_core train --preset fast` on a temporary runs folder, nobody
+- unwatched: `python -m mnist_core train --preset PRESET` on a temporary runs folder, nobody
   looking; its `train_seconds`;
 - watched: `streamlit run app.py` on another temporary runs folder, headless Chromium on this
   machine with the Train page open, the preset picked and Start pressed; the run's
   `train_seconds` from its Finished event, once the summary is on screen.
 
 The fast preset (about 1.3 s of training) is the hard case: the page's fixed costs (its first
-redraws) fall inside a short run. `--preset case-study` (about 35 s) shows the steady cost.
+redraws) fall inside a short run. `--preset case-study` (about 12 s of training) shows the steady cost.
 
 The two alternate (`--runs` of each), so a machine that warms up or slows down weighs on both.
 The run's own time is what the issue's target is about (watched <= 1.15 x unwatched); the

@@ -9,8 +9,8 @@ outlives the browser session that started it and any tab can re-attach to it.
 At most `MNIST_MAX_JOBS` jobs (default 1) train at once into one runs folder, counted across
 every process that uses it (`slots`); the rest wait in a queue. While no job trains, the
 runner keeps one standby worker that has already imported torch and read MNIST, so a job
-handed to it shows its first step a fraction of a second after Start, instead of after the
-seconds a fresh process spends importing torch and reading MNIST (`worker --standby`).
+handed to it starts without the seconds a fresh process spends importing torch and reading
+MNIST (`worker --standby`).
 `submit` refuses, before any run folder exists, a job its policy forbids (`policy.QuotaExceeded`) or whose dataset is not
 on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a run folder
 removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.

@@ -95,6 +95,6 @@ def runs_of(entries: Iterable[JobEntry]) -> list[Run]:
 def any_active(entries: Iterable[JobEntry], besides: str | None = None) -> bool:
     """Whether any of `entries` is queued or running, the job with id `besides` left out.
 
-    The Train page's history polls while this holds, `besides` being the run its live panel shows:
-    that panel already follows its run, and redraws the whole page when the run ends."""
+    The Train page's history polls often while this holds, `besides` being the run its live panel
+    shows: that panel already follows its run, and redraws the whole page when the run ends."""
     return any(entry.status.get("state") in ACTIVE_STATES and entry.id != besides for entry in entries)

@@ -273,12 +273,12 @@ def test_the_history_polls_for_active_jobs_other_than_the_one_the_live_panel_sho
     finished = create_run(TrainConfig(), runs_dir)
     finished.record(Finished(90.0, 1.0, 640.0, 1))
     assert not any_active(list_jobs(runs_dir))
-    running = create_run(TrainConfig(), runs_dir)  # queued: active
+    queued = create_run(TrainConfig(), runs_dir)  # queued is active
     assert any_active(list_jobs(runs_dir))
     assert any_active(list_jobs(runs_dir), besides=finished.id)
-    assert not any_active(list_jobs(runs_dir), besides=running.id)  # the panel shows it: no poll
+    assert not any_active(list_jobs(runs_dir), besides=queued.id)  # the panel shows it: no quick poll
     create_sweep(SweepSpec.from_preset("fast"), runs_dir)  # a sweep's trials appear while it runs
-    assert any_active(list_jobs(runs_dir), besides=running.id)
+    assert any_active(list_jobs(runs_dir), besides=queued.id)
 
 
 def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):

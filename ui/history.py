@@ -84,9 +84,12 @@ def _note(summary: RunSummary) -> str:
     return "; ".join(parts)
 
 
-# Slower than the live panel: redrawing the table every 0.75 s made a 5 s fast-preset run take
+# Redrawing the table every 0.75 s (the live panel's old pace) made a 5 s fast-preset run take
 # 3.5 s longer with the browser on the same 2 cores (bench/start_latency.py).
 HISTORY_POLL_SECONDS = 2.0
+# While the only active job is the run the live panel shows: that panel already follows it, so
+# the table (its row, and jobs started elsewhere) catches up rarely, at almost no cost to the run.
+QUIET_POLL_SECONDS = 10.0
 DELETES = "history_deletes"  # session_state: how many runs this session deleted (the table's key)
 
 
@@ -95,14 +98,16 @@ NOTICE = "history_notice"
 
 def run_history() -> None:
     """The history table. While a job the live panel does not show is queued or running, it
-    refreshes every HISTORY_POLL_SECONDS.
+    refreshes every HISTORY_POLL_SECONDS; while only the panel's run is, every QUIET_POLL_SECONDS.
 
-    The run the live panel shows is left out: the panel redraws the whole page, this table included,
-    when that run ends, and a table redrawn meanwhile would only take the cores from the run
-    (bench/watch_cost.py). A running sweep counts: its trials' run folders appear one by one."""
+    The panel redraws the whole page, this table included, when its run ends, and each redraw of
+    the table takes the cores from that run (bench/watch_cost.py). A running sweep counts as a job
+    the panel does not show: its trials' run folders appear one by one."""
     st.subheader("Run history")
-    active = any_active(list_jobs(kinds=(*RUN_FOLDER_KINDS, SWEEP)), besides=watched_id())
-    st.fragment(_history, run_every=HISTORY_POLL_SECONDS if active else None)()
+    jobs = list_jobs(kinds=(*RUN_FOLDER_KINDS, SWEEP))
+    every = (HISTORY_POLL_SECONDS if any_active(jobs, besides=watched_id())
+             else QUIET_POLL_SECONDS if any_active(jobs) else None)
+    st.fragment(_history, run_every=every)()
 
 
 def _say_after_rerun(message: str, icon: str) -> None:
