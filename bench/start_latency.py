@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
-from mnist_core.config import PRESETS  # noqa: E402
+from mnist_core.config import PRESETS, preset_label  # noqa: E402
 
 # The probe should cost the browser as little as a person looking does: it looks again only when
 # the page's DOM changes (a MutationObserver), and reads textContent, which needs no layout (it
@@ -86,7 +86,7 @@ def open_train_on(browser, url: str, preset: str = "fast"):
     page.goto(url)
     page.get_by_role("button", name="Start training").wait_for()
     page.get_by_role("combobox", name="Preset").click()
-    page.get_by_role("option", name=preset.capitalize().replace("-", " "), exact=True).click()
+    page.get_by_role("option", name=preset_label(preset), exact=True).click()
     page.get_by_text(PRESETS[preset].description[:30]).first.wait_for()
     return page
 
@@ -105,8 +105,9 @@ def measure(browser, data_dir: Path, runs: int, standby: bool, settle_s: float) 
             for _ in range(runs):
                 times = page.evaluate(MEASURE)
                 results.append(times)
-                print(f"  standby {'on ' if standby else 'off'}: click -> first point {times.get('first', float('nan')) / 1000:.2f} s, "
-                      f"click -> summary {times.get('summary', float('nan')) / 1000:.2f} s", flush=True)
+                first, summary = (times.get(key, float("nan")) / 1000 for key in ("first", "summary"))
+                print(f"  standby {'on ' if standby else 'off'}: click -> first point {first:.2f} s, "
+                      f"click -> summary {summary:.2f} s", flush=True)
                 time.sleep(settle_s)
             page.close()
             return results

@@ -215,6 +215,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def preset_label(name: str) -> str:
+    """A preset's name as the pages show it: "case-study" -> "Case study"."""
+    return name.capitalize().replace("-", " ")
+
+
 def matching_preset(config: TrainConfig) -> str | None:
     """The preset `config` was made from, or None: every setting equal, except the ones a preset
     leaves to the person (the images left out, the dataset, the device, the seed)."""

@@ -10,10 +10,10 @@ At most `MNIST_MAX_JOBS` jobs (default 1) train at once into one runs folder, co
 every process that uses it (`slots`); the rest wait in a queue. While no job trains, the
 runner keeps one standby worker that has already imported torch and read MNIST, so a job
 handed to it starts without the seconds a fresh process spends importing torch and reading
-MNIST (`worker --standby`).
-`submit` refuses, before any run folder exists, a job its policy forbids (`policy.QuotaExceeded`) or whose dataset is not
-on disk (`data.DatasetMissing`). A fault while watching the jobs (a full disk, a run folder
-removed by hand) is recorded in `problem` and retried on the next poll; it never stops the queue.
+MNIST (`worker --standby`). `submit` refuses, before any run folder exists, a job its policy
+forbids (`policy.QuotaExceeded`) or whose dataset is not on disk (`data.DatasetMissing`). A
+fault while watching the jobs (a full disk, a run folder removed by hand) is recorded in
+`problem` and retried on the next poll; it never stops the queue.
 
 Sweeps (`submit_sweep`) run on Ray Tune in a child process of their own
 (`mnist_core.distributed.sweep_process`), so the server never imports Ray. With `MNIST_JOB_BACKEND=ray`,

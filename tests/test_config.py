@@ -82,3 +82,9 @@ def test_problems_lists_every_bad_field_at_once():
     assert set(problems) == {"lr", "batch_size"}
     assert "greater than 0" in problems["lr"]
     assert TrainConfig().problems() == {}
+
+
+def test_every_preset_has_the_label_the_pages_show():
+    from mnist_core.config import preset_label
+
+    assert [preset_label(name) for name in PRESETS] == ["Case study", "Fast", "Best"]

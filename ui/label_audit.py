@@ -37,7 +37,7 @@ from mnist_core.audit import (
     result_for,
     why_suspected,
 )
-from mnist_core.config import PRESETS, ConfigError
+from mnist_core.config import PRESETS, ConfigError, preset_label
 from mnist_core.data import CLASS_NAMES, DatasetCorrupt, DatasetMissing, is_present, load_split, missing_message
 from mnist_core.job import AUDIT_JOB
 from mnist_core.listing import run_jobs
@@ -121,7 +121,7 @@ def _settings() -> AuditSpec | None:
         key=PRESET,
         default="fast",
         required=True,
-        format_func=lambda name: name.capitalize().replace("-", " "),
+        format_func=preset_label,
         persist_state="session",
     )
     folds = folds_col.number_input(

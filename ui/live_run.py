@@ -27,10 +27,11 @@ WATCHED_RUN = "watched_run"
 # What a look costs: each redraw takes the browser's CPU, and on a small machine that is taken
 # from the run it shows (bench/watch_cost.py). The progress line is cheap, so it is redrawn
 # once a second; the charts and filters cost most (0.1-0.3 s of the browser's CPU a redraw on
-# 2 cores, more as the curves grow), so they follow more slowly. Each fragment keeps one pace from Start to the end: changing pace needs a redraw of
-# the whole page, which cost a fast-preset run more than the polls it saved. The price: the
-# first progress line shows up to a second after the first step (it polled 4 times a second
-# until then): 2.15 s after Start rather than 1.78 s (bench/start_latency.py).
+# 2 cores, more as the curves grow), so they follow more slowly. Each fragment keeps one pace
+# from Start to the end: changing pace needs a redraw of the whole page, which cost a
+# fast-preset run more than the polls it saved. The price: the first progress line shows up to
+# a second after the first step (it polled 4 times a second until then): 2.15 s after Start
+# rather than 1.78 s (bench/start_latency.py).
 POLL_SECONDS = 1.0
 CURVES_POLL_SECONDS = 2.5
 TRAIN_TIME_HELP = ("Time spent training, the same figure as in the run history: the training steps and the "

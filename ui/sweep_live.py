@@ -12,6 +12,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from mnist_core.config import preset_label
 from mnist_core.runs import ACTIVE_STATES, ENDED_STATES, summarize
 from mnist_core.storage import plain_error
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
@@ -124,7 +125,7 @@ def _status(sweep: Sweep, spec: SweepSpec, status: dict, summaries: list) -> Non
     state = status.get("state", "?")
     header, stop = st.columns([2.5, 1], vertical_alignment="bottom")
     header.markdown(
-        f"**{spec.preset.capitalize().replace('-', ' ') or 'Custom'} base, varying "
+        f"**{preset_label(spec.preset) or 'Custom'} base, varying "
         f"{', '.join(LABELS.get(name, name).lower() for name in spec.varied) or 'nothing'}**"
         + (" · ASHA" if spec.asha else "")
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.config import OPTIMIZERS, PRESETS, ConfigError
+from mnist_core.config import OPTIMIZERS, PRESETS, ConfigError, preset_label
 from mnist_core.data import DATASET_NAMES, DatasetMissing, is_present
 from mnist_core.job import SWEEP
 from mnist_core.jobs import RayMissing
@@ -112,7 +112,7 @@ def _sweep_form() -> int | None:
         presets,
         index=presets.index("fast"),
         key="sweep_preset",
-        format_func=lambda name: name.capitalize().replace("-", " "),
+        format_func=preset_label,
         help="Every trial starts from this preset and changes only the settings below.",
     )
     st.caption(PRESETS[preset].description)

@@ -17,6 +17,7 @@ from mnist_core.config import (
     TRAIN_IMAGES,
     TrainConfig,
     matching_preset,
+    preset_label,
 )
 from mnist_core.marks import VERDICT_LABELS, MarksDamaged, leave_out
 from mnist_core.models import MODELS
@@ -108,7 +109,7 @@ def hyperparameters_ui(policy: JobPolicy | None = None) -> tuple[TrainConfig, di
     if "form_model" not in st.session_state:
         load_into_form(TrainConfig(), "case-study")
     preset = st.selectbox("Preset", [CUSTOM, *PRESETS], key="form_preset", on_change=_on_preset_change,
-                          format_func=lambda name: name.capitalize().replace("-", " "),
+                          format_func=preset_label,
                           help="Fills in the form. Change any value afterwards.")
     st.caption(PRESETS[preset].description if preset in PRESETS else "Your own settings.")
     slots: dict[str, st.delta_generator.DeltaGenerator] = {}

@@ -11,13 +11,14 @@ from tests.e2e.conftest import assert_no_errors, open_page, wait_idle
 pytestmark = pytest.mark.e2e
 
 
+# How many points the live training-loss chart shows (its first trace): the first chart of the
+# Single run tab (the Sweep tab's charts come after it, and may be all there is while a run starts).
+LOSS_POINTS = ("() => { const plot = document.querySelector('[role=\"tabpanel\"] .js-plotly-plot');"
+               " return plot && plot._fullData && plot._fullData[0] ? plot._fullData[0].x.length : 0; }")
+
+
 def loss_points(tab) -> int:
-    """How many points the live training-loss chart shows (its first trace): the first chart of the
-    Single run tab (the Sweep tab's charts come after it, and may be all there is while a run starts)."""
-    return tab.evaluate(
-        "() => { const plot = document.querySelector('[role=\"tabpanel\"] .js-plotly-plot');"
-        " return plot && plot._fullData && plot._fullData[0] ? plot._fullData[0].x.length : 0; }"
-    )
+    return tab.evaluate(LOSS_POINTS)
 
 
 def set_number(tab, label: str, value: int) -> None:
@@ -58,9 +59,7 @@ def test_train_a_short_run_and_watch_it_live(page, app_server):
     # grown, or the run has ended (then the summary is drawn, with the whole curve; on a fast
     # machine that comes first).
     page.wait_for_function(
-        "([first]) => { const plot = document.querySelector('[role=\"tabpanel\"] .js-plotly-plot');"
-        " const points = plot && plot._fullData && plot._fullData[0] ? plot._fullData[0].x.length : 0;"
-        " return points > first || document.body.innerText.includes('Test accuracy'); }",
+        f"([first]) => ({LOSS_POINTS})() > first || document.body.innerText.includes('Test accuracy')",
         arg=[first], timeout=15_000,
     )
 

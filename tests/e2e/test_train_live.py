@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import assert_no_errors
-from tests.e2e.test_browser import loss_points, start_short_run
+from tests.e2e.test_browser import LOSS_POINTS, loss_points, start_short_run
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +27,7 @@ def test_the_progress_line_then_the_curve_and_the_history_row_follow_the_run(pag
     first_point = time.monotonic() - started
     # The charts follow at their own, slower pace (ui.live_run.CURVES_POLL_SECONDS, 2.5 s), while
     # the run trains (on a machine fast enough to finish first, the summary's redraw draws them).
-    page.wait_for_function(
-        "() => { const plot = document.querySelector('[role=\"tabpanel\"] .js-plotly-plot');"
-        " return plot && plot._fullData && plot._fullData[0] && plot._fullData[0].x.length > 0; }",
-        timeout=15_000,
-    )
+    page.wait_for_function(f"() => ({LOSS_POINTS})() > 0", timeout=15_000)
     assert loss_points(page) >= 1
     # While the live panel shows the only active run, the history catches up only every 10 s
     # (ui.history.QUIET_POLL_SECONDS); the panel redraws the page when the run ends, and with no
