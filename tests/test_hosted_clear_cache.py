@@ -65,8 +65,13 @@ threading.Thread._bootstrap_inner = _named_bootstrap_inner
 
 
 def _standby_workers(server_pid: int) -> list[int]:
-    return sorted(pid for pid in procfs.descendants(server_pid)
-                  if "mnist_core.worker" in (command := procfs.command_line(pid)) and "--standby" in command.split())
+    parents = procfs.parent_pids()
+    found = {pid for pid in procfs.descendants(server_pid, parents)
+             if "mnist_core.worker" in (command := procfs.command_line(pid)) and "--standby" in command.split()}
+    # A standby's own child is not a second standby: while the standby imports torch, ctypes'
+    # find_library forks `ldconfig -p`, and between the fork and the exec that child shows its
+    # parent's command line. A second standby would be the server's child, as the first one is.
+    return sorted(pid for pid in found if parents.get(pid) not in found)
 
 
 def _thread_names(pid: int) -> list[str]:
