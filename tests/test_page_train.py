@@ -104,6 +104,36 @@ def test_history_table_shows_every_run_with_its_results(app_env):
     assert [button.label for button in at.get("download_button")] == ["Download all runs as CSV"]
 
 
+def test_the_history_refreshes_quickly_only_for_jobs_the_live_panel_does_not_show(app_env, monkeypatch):
+    """The watched run is followed by the live panel; the history table redrawing every 2 s beside it
+    would take the cores from that run (bench/watch_cost.py). Jobs started elsewhere still show up quickly."""
+    from ui.history import HISTORY_POLL_SECONDS, QUIET_POLL_SECONDS
+
+    paces = []  # run_every of each history fragment the page draws
+    real_fragment = st.fragment
+
+    def spy(func=None, *, run_every=None):
+        if getattr(func, "__name__", "") == "_history":
+            paces.append(run_every)
+        return real_fragment(func, run_every=run_every)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    done = create_run(TrainConfig(model="fast", epochs=1), app_env)
+    done.update_status(state="finished")
+    at = train_page()
+    assert not at.exception and paces[-1] is None  # nothing active: no polling at all
+    other = create_run(TrainConfig(model="fast", epochs=1), app_env)  # queued, from another tab say: active
+    at.run()
+    assert at.session_state["watched_run"] == done.id  # this tab's panel still shows its own finished run...
+    assert paces[-1] == HISTORY_POLL_SECONDS  # ...so the table follows the other job
+    at.session_state["watched_run"] = other.id  # what Start does in this tab: the panel follows the new run
+    at.run()
+    assert paces[-1] == QUIET_POLL_SECONDS  # the table only catches up now and then
+    assert not at.exception
+    for run in list_runs(app_env):
+        run.request_stop()
+
+
 def test_hosted_mode_caps_epochs_and_allows_one_job_per_visitor(app_env, monkeypatch):
     monkeypatch.setenv("MNIST_HOSTED", "1")
     at = train_page()
