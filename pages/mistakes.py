@@ -80,7 +80,7 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, na
     if not len(shown):
         st.info("No mistakes of this kind.", icon=":material/check:")
         return
-    st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click a label to inspect that image.")
+    st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click or tap the label under an image to enlarge it: beside the gallery, or below it on a phone.")
     # Tiles of a fixed width in one wrapping row: as many to a line as fit, in reading order, on a
     # phone too (columns would stack column by column there, and run thousands of pixels down).
     with st.container(horizontal=True, gap="small"):

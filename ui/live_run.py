@@ -67,7 +67,7 @@ def watched_run() -> Run | None:
 def live_run_panel() -> None:
     run = watched_run()
     if run is None:
-        st.info("No runs yet. Choose settings on the left and press **Start training**; "
+        st.info("No runs yet. Choose settings in the training form and press **Start training**; "
                 "the curves will grow here while it trains.", icon=":material/monitoring:")
         # The empty charts show where the curves will grow, and the browser loads its charting
         # code now, not in the first seconds of the first run (it cost that run about 0.4 s on 2 cores).

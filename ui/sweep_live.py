@@ -55,7 +55,7 @@ def _label(sweep: Sweep) -> str:
 def live_sweep(count: int | None) -> None:
     sweeps = list_sweeps(runner().runs_dir)
     if not sweeps:
-        makes = f"the {count} run{'s' if count != 1 else ''} set on the left" if count else "several runs"
+        makes = f"the {count} run{'s' if count != 1 else ''} set in the sweep form" if count else "several runs"
         st.info(
             f"**No sweeps yet.** A sweep trains {makes}, each an ordinary run with a few settings changed, "
             "on Ray Tune. Here you will see them ranked by validation accuracy, how each setting relates to "
