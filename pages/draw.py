@@ -29,6 +29,12 @@ UPLOAD_PREVIEW_SIDE = 140  # the uploaded picture beside it: both fit side by si
 ROUND = "draw_canvas_round"  # bumped by Clear; the canvas redraws itself empty when it changes
 DRAWN = "drawn_digit"  # the last 28x28 digit read (0..1 floats), for the Inside page
 INSIDE = "draw_inside"
+# On a phone the two columns stack, and the answer (under the canvas's column) falls below the
+# screen, where a finger on the canvas cannot scroll to it. One line above the canvas says it
+# there; on a wider screen the answer is beside the canvas and this line is hidden. 640 px is
+# where Streamlit stacks columns.
+PHONE_ANSWER = "draw_phone_answer"
+PHONE_ONLY_CSS = f"<style>@media (min-width: 641px) {{ .st-key-{PHONE_ANSWER} {{ display: none; }} }}</style>"
 
 
 def clear_canvas() -> None:
@@ -94,7 +100,8 @@ def probability_chart(chances: np.ndarray, predicted: int) -> go.Figure:
     return figure
 
 
-def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray | None) -> None:
+def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray | None) -> tuple[int, float]:
+    """The answer, its probabilities and what the model sees; returns (the digit, how sure)."""
     chances = probabilities(model, pixels, dataset)
     digit = int(chances.argmax())
     st.markdown(f"<div class='predicted-digit' style='font-size:6rem;font-weight:700;line-height:1'>{digit}</div>",
@@ -115,6 +122,7 @@ def prediction_ui(model, dataset: str, pixels: np.ndarray, uploaded: np.ndarray 
         if uploaded is not None:
             upload_preview(uploaded)
         show_picture(picture, caption)
+    return digit, float(chances[digit])
 
 
 def inside_ui(path, model, config, pixels: np.ndarray) -> None:
@@ -162,13 +170,18 @@ def draw_and_predict(choice: str) -> None:
     left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
     with left:
         source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
+        st.html(PHONE_ONLY_CSS)
+        # Never empty, so the canvas below does not move when the first answer arrives under a finger.
+        phone_answer = st.container(key=PHONE_ANSWER).empty()
+        phone_answer.markdown("Draw a digit below: the answer shows here, and in full further down.")
         image = upload_ui() if source == "Upload" else drawing_ui()
     with right:
         pixels = None if image is None else canvas_to_mnist(image)
         uploaded = image if source == "Upload" else None
         if pixels is not None:
             st.session_state[DRAWN] = pixels
-            prediction_ui(model, dataset, pixels, uploaded)
+            digit, sure = prediction_ui(model, dataset, pixels, uploaded)
+            phone_answer.markdown(f"Reads as **{digit}** · {sure:.0%} sure · the chart is further down")
             inside = st.toggle("Show inside the network", key=INSIDE,
                                help="Each layer's output for this digit, and where it lands among the 10,000 test images.")
         elif uploaded is not None:

@@ -47,6 +47,15 @@ def test_an_uploaded_digit_is_previewed_and_predicted(page, app_server, tmp_path
     wait_idle(page)
     assert digit.inner_text().strip() == "1"
     assert page.get_by_text("sure").count() >= 1
+    # On a phone the columns stack and the big answer is far down: one line above the input says it,
+    # within the first screen. On a desktop the answer is beside the input and that line is hidden.
+    phone_answer = page.locator(".st-key-draw_phone_answer")
+    if viewport["width"] < 640:
+        page.evaluate("() => window.scrollTo(0, 0)")
+        assert phone_answer.is_visible() and "Reads as 1" in phone_answer.inner_text()
+        assert phone_answer.bounding_box()["y"] + phone_answer.bounding_box()["height"] <= viewport["height"]
+    else:
+        assert not phone_answer.is_visible()
 
     preview = image_box(page, "Your picture")
     model_view = image_box(page, "What the model sees")
