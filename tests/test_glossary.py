@@ -30,3 +30,17 @@ def test_every_term_a_page_explains_is_in_the_glossary():
         used |= set(re.findall(r'explain\("([^"]+)"', path.read_text()))
     assert used, "no control explains a term"
     assert used <= set(entries()), f"not in docs/glossary.md: {sorted(used - set(entries()))}"
+
+
+def test_every_kind_of_layer_the_strip_shows_is_explained():
+    """The layer-by-layer strip titles its panels with PyTorch's names (Conv2d, MaxPool2d...): the
+    help beside it (the glossary's "Layer types") names each one any model here can show."""
+    import torch
+
+    from mnist_core.inside import layer_outputs
+    from mnist_core.models import MODELS, build_model
+
+    kinds = {layer.kind for name in MODELS for layer in layer_outputs(build_model(name).eval(), torch.zeros(28, 28), "mnist")}
+    assert {"Conv2d", "Linear", "Softmax"} <= kinds
+    explained = entries()["Layer types"]
+    assert [kind for kind in sorted(kinds) if kind not in explained] == []

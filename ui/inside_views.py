@@ -34,6 +34,7 @@ from mnist_core.job import ACTIVE_STATES, MAP
 from mnist_core.policy import QuotaExceeded
 from mnist_core.storage import CacheDamaged, plain_error
 from ui import inside_charts as charts
+from ui.glossary import explain
 from ui.hosted import visitor
 from ui.mistakes_charts import thumbnail
 from ui.state import runner
@@ -82,7 +83,8 @@ def layers_row(model: nn.Module, config: TrainConfig, image28: np.ndarray | torc
     st.caption(
         "Each layer's output for this image, in the order the layers run. Feature maps: one tile per "
         "channel, each scaled to its own range, dark purple low to yellow high. Vectors: indigo bars up "
-        "for positive values, red bars down for negative ones."
+        "for positive values, red bars down for negative ones.",
+        help=explain("Layer types", 2),  # what Conv2d, ReLU, MaxPool2d, ... and "params" mean
     )
     with st.container(horizontal=True, gap="small"):
         for layer in layers:
