@@ -6,7 +6,7 @@ and the pictures are made in ui.inside_charts; this module lays them out. The st
 map are fragments, so a click inside one (the filters toggle, a point on the map, a filter)
 redraws that view alone, not the page (or the canvas) around it.
 
-A map is built once per checkpoint (t-SNE, about a minute on a laptop CPU) in a background
+A map is built once per checkpoint (t-SNE, a minute or two on a small CPU) in a background
 process that `embedding.start_build` starts. Until it is there the view shows a progress bar,
 polled once a second, and a PCA preview of the same points as soon as a thread has made it.
 """
@@ -229,7 +229,8 @@ def embedding_map(
             done = job.done()  # once: the fragment must wait for the preview exactly when it is not shown
             build_progress(str(path), None if done else job)
             if not done:
-                st.caption("A quick preview appears here in a moment, and the map itself when it is built.")
+                st.caption("A quick preview appears here once the model has read the 10,000 test images (up to a minute on a "
+                           "2-core machine), and the map itself when it is built.")
                 return
             if job.exception() is not None:  # no preview then; the build reads the same data and says why
                 return
@@ -254,7 +255,7 @@ def offer_build(path: Path, data_dir: str | None, status: dict, key: str) -> Non
         st.warning(f"The map's last build did not finish. {status.get('message')}", icon=":material/error:")
     busy = runner().start_problem(visitor().id, MAP)  # a shared demo's limits, said before the click
     st.button(
-        "Build the map (about a minute)",
+        "Build the map (a minute or two)",
         key=f"{key}_build",
         icon=":material/scatter_plot:",
         on_click=build,
