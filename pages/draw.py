@@ -173,7 +173,8 @@ def draw_and_predict(choice: str) -> None:
         st.html(PHONE_ONLY_CSS)
         # Never empty, so the canvas below does not move when the first answer arrives under a finger.
         phone_answer = st.container(key=PHONE_ANSWER).empty()
-        phone_answer.markdown("Draw a digit below: the answer shows here, and in full further down.")
+        phone_answer.markdown(f"{'Draw a digit' if source == 'Draw' else 'Upload a picture of one'} below: the answer "
+                              "shows here, and in full further down.")
         image = upload_ui() if source == "Upload" else drawing_ui()
     with right:
         pixels = None if image is None else canvas_to_mnist(image)

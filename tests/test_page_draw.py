@@ -112,6 +112,7 @@ def test_page_loads_with_a_model_and_asks_for_a_drawing(default_model):
     assert app.selectbox(key="draw_model").value == "default"
     assert app.slider(key="draw_pen").value == 18
     assert "Draw a digit" in app.info[0].value
+    assert any(m.value.startswith("Draw a digit below") for m in app.markdown)  # the phone's answer line, waiting
 
 
 def test_clear_starts_a_new_empty_canvas(default_model):
@@ -128,6 +129,8 @@ def test_an_uploaded_digit_is_predicted_like_predict_does(default_model):
     assert any(f"{expected.max():.1%} sure" in caption.value for caption in app.caption)
     assert len(app.get("plotly_chart")) == 1
     assert [image.captions for image in app.image] == [["Your picture"], ["What the model sees (28×28)"]]
+    # The line a phone shows above the input says the same answer.
+    assert any(m.value.startswith(f"Reads as **{int(expected.argmax())}** · {expected.max():.0%} sure") for m in app.markdown)
 
 
 def test_the_upload_is_previewed_small_and_whole_beside_what_the_model_sees(default_model, shown_images):
