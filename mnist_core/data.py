@@ -34,6 +34,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -372,11 +373,24 @@ def normalize(images: torch.Tensor, dataset: str = "mnist") -> torch.Tensor:
     return images.unsqueeze(1).sub(mean).div_(std)
 
 
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's randomness, drawn on the CPU and kept on the training device: the image each
+    position of the epoch takes (`order`) and, with augmentation, each position's 4 draws in
+    [-1, 1) for `affine_from_draws` (`draws`)."""
+
+    order: torch.Tensor  # int64 [N]
+    draws: torch.Tensor | None  # float [N, 4], or None without augmentation
+
+
 class Batches:
     """Shuffled batches of (normalised images, labels), built on `device` from resident tensors.
 
     One pass over the data is one epoch; each pass reshuffles with `generator`. The last
-    batch may be smaller, as with a DataLoader without drop_last.
+    batch may be smaller, as with a DataLoader without drop_last. An epoch's order and
+    augmentation draws are drawn at its start (`plan`), on the CPU so that a seed means the same
+    order on every device, and sent to the device once; `batch` then builds any batch of it
+    there, from a slice or from a tensor of positions (what a CUDA graph replays).
     """
 
     def __init__(
@@ -402,18 +416,35 @@ class Batches:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batch_sizes(self) -> list[int]:
+        """The sizes of an epoch's batches, in order: full ones, then a smaller last one if any."""
+        count, size = len(self.labels), self.batch_size
+        return [min(size, count - start) for start in range(0, count, size)]
+
+    def plan(self) -> EpochPlan:
+        """Draw the next epoch's order and augmentation (advances `generator`)."""
         count = len(self.labels)
-        if self.shuffle:  # the permutation is drawn on the CPU so a seed means the same order everywhere
-            order = torch.randperm(count, generator=self.generator).to(self.device)
-        else:
-            order = torch.arange(count, device=self.device)
-        for start in range(0, count, self.batch_size):
-            index = order[start : start + self.batch_size]
-            images = self.images[index]
-            if self.augment:
-                images = random_affine(images, self.generator)
-            yield normalize(images, self.dataset), self.labels[index]
+        order = torch.randperm(count, generator=self.generator) if self.shuffle else torch.arange(count)
+        draws = affine_draws(count, self.generator) if self.augment else None
+        return EpochPlan(order.to(self.device), None if draws is None else draws.to(self.device))
+
+    def batch(self, plan: EpochPlan, positions: slice | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised images and labels at `positions` of the epoch `plan`."""
+        index = plan.order[positions]
+        images = self.images[index]
+        if plan.draws is not None:
+            images = affine_from_draws(images, plan.draws[positions])
+        return normalize(images, self.dataset), self.labels[index]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.plan()
+        for start in range(0, len(self.labels), self.batch_size):
+            yield self.batch(plan, slice(start, start + self.batch_size))
+
+
+def affine_draws(count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` images' random draws for `affine_from_draws`: 4 each, uniform in [-1, 1), on the CPU."""
+    return torch.rand(count, 4, generator=generator) * 2 - 1
 
 
 def random_affine(
@@ -424,8 +455,19 @@ def random_affine(
     shift_pixels: float = 2.0,
 ) -> torch.Tensor:
     """Randomly rotate, scale and shift each uint8 image a little (the way people write)."""
-    count = images.shape[0]
-    draws = torch.rand(count, 4, generator=generator).to(images.device) * 2 - 1  # in [-1, 1)
+    draws = affine_draws(images.shape[0], generator).to(images.device)
+    return affine_from_draws(images, draws, degrees, scale, shift_pixels)
+
+
+def affine_from_draws(
+    images: torch.Tensor,
+    draws: torch.Tensor,
+    degrees: float = 10.0,
+    scale: float = 0.1,
+    shift_pixels: float = 2.0,
+) -> torch.Tensor:
+    """Rotate, scale and shift each uint8 image by its row of `draws` ([N, 4] in [-1, 1): angle,
+    zoom, x and y shift), up to `degrees`, `scale` and `shift_pixels`; float images in 0..1."""
     angle = draws[:, 0] * degrees * torch.pi / 180
     zoom = 1 + draws[:, 1] * scale
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
