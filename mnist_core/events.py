@@ -21,9 +21,14 @@ class Started:
     train_images: int
 
 
+COMPILE_METHOD = "torch.compile"
+GRAPH_METHOD = "CUDA graph"
+
+
 @dataclass(frozen=True)
 class Compiled:
-    seconds: float  # torch.compile's warm-up, done before training and not in its time
+    seconds: float  # preparing the steps before training, not counted in its time
+    method: str = COMPILE_METHOD  # or GRAPH_METHOD: the whole step recorded as a CUDA graph (train_steps)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class Finished:
     train_seconds: float  # wall seconds inside training steps, without loading or evaluation
     images_per_second: float
     epochs: int
-    compile_seconds: float = 0.0  # 0 unless the config asked for torch.compile
+    compile_seconds: float = 0.0  # the Compiled event's seconds: 0 unless compiled or recorded as a CUDA graph
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,14 @@
 The loop is the case study's (zero_grad, forward, loss, backward, step) with what a real
 tool needs around it: data resident on the device and reshuffled every epoch, an optional
 schedule, mixed precision on CUDA, progress events at least every 0.2 s
-(`REPORT_EVERY_SECONDS`), validation after each epoch, cancellation between any two steps, a
-NaN loss reported as a failure, and an optional torch.compile whose compile time is measured
-apart from the training time.
+(`REPORT_EVERY_SECONDS`), validation after each epoch (one pass over the 10,000 test images on
+a GPU), cancellation between any two steps, a NaN loss reported as a failure, and an optional
+torch.compile. How each step runs is `train_steps`' job: as Python, or on a GPU replayed from a
+CUDA graph. The time spent preparing either (compiling, recording the graphs) is measured
+apart from the training time and reported as a `Compiled` event.
+
+The loop never waits for the GPU inside an epoch: each step's loss stays on the device, and
+progress reports read it when the GPU has got there (`loss_windows`).
 
 A run that diverges is stopped as a failure with advice, whether its loss becomes NaN or
 infinite, blows up to a size no healthy run reaches (`LOSS_BLOWUP`), or leaves the model no
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +38,19 @@ from mnist_core.checkpoint import make_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import Batches, ProgressCallback, load_split, normalize
 from mnist_core.device import device_label, resolve_device
-from mnist_core.events import Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
+from mnist_core.events import GRAPH_METHOD, Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
+from mnist_core.loss_windows import LossWindows
 from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
 from mnist_core.storage import is_disk_full
+from mnist_core.train_steps import (
+    EagerSteps,
+    GraphSteps,
+    make_optimizer,
+    make_scheduler,
+    mark_compiled_step,
+    mixed_precision,
+    use_cuda_graphs,
+)
 
 REPORT_EVERY_SECONDS = 0.2
 GUESSING_LOSS = math.log(10)  # cross-entropy of a model that gives each of the 10 classes 1/10
@@ -48,9 +64,6 @@ COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "eager" to sk
 # step is bound by kernel launches (on an H200 it took the seed model from 25,000 images/s with
 # the default mode to 36,000: bench/gpu.py), and the default mode elsewhere.
 COMPILE_MODE = "auto"
-# With CUDA graphs ("reduce-overhead") each step's outputs live in memory the next replay reuses;
-# marking where a step begins tells PyTorch the previous step's outputs are done with.
-_new_step = torch.compiler.cudagraph_mark_step_begin
 
 
 @dataclass
@@ -158,81 +171,61 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     memory_format = torch.channels_last if wide_convolutions else torch.contiguous_format
     model = build_model(config.model).to(device, memory_format=memory_format)
     result.model = model
+    val_images = val_images.to(device)  # evaluated every epoch: sent to the device once
     prepare_start = time.perf_counter()
     prepare = MODELS[config.model].prepare
     if prepare:
         prepare(model, normalize(batches.images[:PREPARE_IMAGES], config.dataset))
     # Setting weights from the data is part of training: its time counts (milliseconds).
     prepare_seconds = time.perf_counter() - prepare_start
-    optimizer = _make_optimizer(config, model)
-    scheduler = _make_scheduler(config, optimizer, config.epochs * len(batches))
-    autocast, scaler = _mixed_precision(device)
     loss_function = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    steps_per_epoch = len(batches)
     on_event(
         Started(
-            device_label(device), config.model, count_parameters(model), config.epochs, len(batches), len(train_labels)
+            device_label(device), config.model, count_parameters(model), config.epochs, steps_per_epoch,
+            len(train_labels)
         )
     )
-
-    compile_seconds = 0.0
-    train_model = model  # what the steps call: the model itself, or its compiled form
-    if config.compile_model:
-        train_model, compile_seconds = _compile(model, batches, loss_function, autocast, memory_format)
-        on_event(Compiled(compile_seconds))
+    steps, compile_seconds = _steps(config, model, loss_function, batches, memory_format, on_event)
 
     train_seconds = prepare_seconds
     images_seen = 0
+    windows = LossWindows(device)
     for epoch in range(1, config.epochs + 1):
         model.train()
-        epoch_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
-        report_loss = torch.zeros((), device=device)
-        report_steps = report_images = 0
         epoch_start = last_report = time.perf_counter()
-        for step, (images, labels) in enumerate(batches, start=1):
+        steps.begin_epoch(batches.plan())
+        first = report_images = 0  # the window of steps since the last report
+        for index, size in enumerate(batches.batch_sizes()):
             if should_stop():
                 result.outcome = Cancelled(epoch - 1)
                 return
-            images = images.contiguous(memory_format=memory_format)
-            optimizer.zero_grad(set_to_none=True)
-            if config.compile_model:
-                _new_step()
-            with autocast:
-                loss = loss_function(train_model(images), labels)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler:
-                scheduler.step()
-            loss = loss.detach()
-            epoch_loss += loss
-            report_loss += loss
-            report_steps += 1
-            report_images += len(labels)
+            steps.run(index)
+            step, report_images = index + 1, report_images + size
             now = time.perf_counter()
-            if now - last_report >= REPORT_EVERY_SECONDS or step == len(batches):
-                mean_loss = report_loss.item() / report_steps  # the only host sync in the loop
+            if now - last_report >= REPORT_EVERY_SECONDS or step == steps_per_epoch:
+                elapsed = train_seconds + now - epoch_start
+                windows.ask(steps.losses, first, step, (epoch, step, report_images / (now - last_report), elapsed))
+                first, report_images, last_report = step, 0, now
+            for mean_loss, (at_epoch, at_step, images_per_second, elapsed) in windows.ready(step == steps_per_epoch):
                 if not math.isfinite(mean_loss) or mean_loss > LOSS_BLOWUP:
                     became = f"became {mean_loss}" if not math.isfinite(mean_loss) else f"reached {mean_loss:.3g}"
                     result.outcome = Failed(
-                        f"The training loss {became} at epoch {epoch}, step {step}: training "
+                        f"The training loss {became} at epoch {at_epoch}, step {at_step}: training "
                         f"diverged. {_smaller_lr_advice(config.lr)}"
                     )
                     return
-                elapsed = train_seconds + now - epoch_start
-                on_event(Progress(epoch, step, len(batches), mean_loss, report_images / (now - last_report), elapsed))
-                report_loss.zero_()
-                report_steps = report_images = 0
-                last_report = now
+                on_event(Progress(at_epoch, at_step, steps_per_epoch, mean_loss, images_per_second, elapsed))
         if on_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - epoch_start
         train_seconds += seconds
         images_seen += len(train_labels)
         val_loss, val_accuracy = _validate(model, val_images, val_labels, device, config.dataset)
-        epoch_end = EpochEnd(epoch, epoch_loss.item() / len(batches), val_loss, val_accuracy, seconds)
+        epoch_end = EpochEnd(epoch, steps.losses.sum().item() / steps_per_epoch, val_loss, val_accuracy, seconds)
         result.epochs.append(epoch_end)
         on_event(epoch_end)
-        diverged = chance_level_problem(epoch_end, len(batches), config.lr)
+        diverged = chance_level_problem(epoch_end, steps_per_epoch, config.lr)
         if diverged:  # its checkpoint would be worthless: the previous epoch's is kept
             result.outcome = Failed(diverged)
             return
@@ -244,6 +237,33 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     result.outcome = Finished(
         result.epochs[-1].val_accuracy, train_seconds, images_seen / train_seconds, config.epochs, compile_seconds
     )
+
+
+def _steps(config, model, loss_function, batches: Batches, memory_format, on_event) -> tuple[Any, float]:
+    """How the run's steps run (train_steps), and the seconds spent preparing them before training:
+    recording CUDA graphs, or torch.compile's warm-up. Either is reported as a Compiled event."""
+    total_steps = config.epochs * len(batches)
+    if use_cuda_graphs(config, batches.device):
+        start = time.perf_counter()
+        try:
+            steps = GraphSteps(config, model, loss_function, batches, memory_format, total_steps)
+        except Exception as error:  # noqa: BLE001 - the eager loop trains the same model, only slower
+            headline = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(f"Recording the training step as a CUDA graph failed ({headline}); "
+                          "training without CUDA graphs", stacklevel=2)
+        else:
+            seconds = time.perf_counter() - start
+            on_event(Compiled(seconds, GRAPH_METHOD))
+            return steps, seconds
+    optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer, total_steps)
+    autocast, scaler = mixed_precision(batches.device)
+    train_model, seconds = model, 0.0  # what the steps call: the model itself, or its compiled form
+    if config.compile_model:
+        train_model, seconds = _compile(model, batches, loss_function, autocast, memory_format)
+        on_event(Compiled(seconds))
+    return EagerSteps(batches, train_model, optimizer, scheduler, scaler, autocast, loss_function, memory_format,
+                      compiled=config.compile_model), seconds
 
 
 def compile_mode(device: torch.device) -> str | None:
@@ -271,7 +291,7 @@ def _compile(model, batches: Batches, loss_function, autocast, memory_format) ->
     try:
         for size in [size for size in sorted(sizes, reverse=True) for _ in range(passes)]:
             images = normalize(batches.images[:size], batches.dataset).contiguous(memory_format=memory_format)
-            _new_step()
+            mark_compiled_step()
             with autocast:
                 loss = loss_function(compiled(images), batches.labels[:size])
             loss.backward()
@@ -313,40 +333,11 @@ def logits_in_batches(
 
 
 def _validate(model, images, labels, device, dataset) -> tuple[float, float]:
-    logits = logits_in_batches(model, images, device, dataset).float()
+    # One pass on a GPU (the modern model's activations for 10,000 images are about 0.5 GB in
+    # bf16); batches of 2,000 elsewhere, where memory is the CPU's.
+    batch_size = len(images) if device.type == "cuda" else 2000
+    logits = logits_in_batches(model, images, device, dataset, batch_size).float()
     labels = labels.to(logits.device)
     loss = nn.functional.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(1) == labels).float().mean().item() * 100
     return loss, accuracy
-
-
-def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [parameter for parameter in model.parameters() if parameter.requires_grad]  # fixed layers stay out
-    lr, decay = config.lr, config.weight_decay
-    # The fused kernels update every parameter in one pass: fewer passes over memory per step,
-    # which is what a small model's step is made of (CPU and CUDA; MPS keeps the default).
-    fused = True if params[0].device.type in ("cpu", "cuda") else None
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=config.adam_betas, weight_decay=decay, fused=fused)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=config.adam_betas, weight_decay=decay, fused=fused)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
-
-
-def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=config.cycle_momentum
-        )
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return None
-
-
-def _mixed_precision(device: torch.device):
-    """bf16 autocast where the GPU has it (no scaling needed), else fp16 with a GradScaler."""
-    if device.type != "cuda":
-        return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    return torch.autocast("cuda", dtype=dtype), scaler

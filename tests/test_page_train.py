@@ -7,7 +7,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.config import TrainConfig
-from mnist_core.events import EpochEnd, Finished
+from mnist_core.events import GRAPH_METHOD, Compiled, EpochEnd, Finished
 from mnist_core.runs import create_run, list_runs
 
 
@@ -163,6 +163,20 @@ def test_a_compiled_run_shows_its_compile_time_apart_and_the_form_can_ask_for_on
     assert at.checkbox(key="form_compile_model").value is False  # the case-study preset does not compile
     at.checkbox(key="form_compile_model").check().run()
     assert not at.exception and not at.error
+
+
+def test_a_run_trained_from_a_cuda_graph_says_so_and_shows_its_sub_second_times(app_env):
+    done = create_run(TrainConfig(model="fast", epochs=1), app_env)
+    done.append_event(Compiled(0.04, GRAPH_METHOD))
+    done.append_event(EpochEnd(1, 0.9, 0.1, 99.1, 0.07))
+    done.append_event(Finished(99.1, 0.07, 850000.0, 1, compile_seconds=0.04))
+    done.update_status(state="finished", device="NVIDIA H200")
+    at = train_page()
+    assert not at.exception
+    assert next(metric for metric in at.metric if metric.label == "Training time").value == "0.07 s"
+    caption = next(c for c in at.caption if "CUDA graph" in c.value)
+    assert "Recording the training step as a CUDA graph took 0.04 s more" in caption.value
+    assert "replayed with a single launch" in caption.help  # the glossary's plain words
 
 
 def test_a_damaged_run_folder_is_one_row_that_says_why_and_can_be_deleted(app_env):

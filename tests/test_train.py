@@ -111,11 +111,11 @@ def test_the_fast_models_first_layer_comes_from_the_data_and_is_not_trained(tiny
 
 def test_one_cycle_swings_beta1_unless_told_to_keep_the_configured_one():
     from mnist_core.models import build_model
-    from mnist_core.train import _make_optimizer, _make_scheduler
+    from mnist_core.train_steps import make_optimizer, make_scheduler
 
     def beta1_over_ten_steps(config):
-        optimizer = _make_optimizer(config, build_model(config.model))
-        scheduler = _make_scheduler(config, optimizer, total_steps=10)
+        optimizer = make_optimizer(config, build_model(config.model))
+        scheduler = make_scheduler(config, optimizer, total_steps=10)
         seen = []
         for _ in range(10):
             seen.append(optimizer.param_groups[0]["betas"][0])

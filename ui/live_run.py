@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.events import Compiled, EpochEnd, Started
+from mnist_core.events import GRAPH_METHOD, Compiled, EpochEnd, Started
 from mnist_core.inference import load_model
 from mnist_core.inside import conv_filters
 from mnist_core.job import RUN, TRIAL
@@ -19,6 +19,7 @@ from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG, training_loss_figure, validation_figure
+from ui.glossary import explain
 from ui.hosted import may_change, visitor
 from ui.inside_charts import filters_picture
 from ui.state import runner, select_model
@@ -190,7 +191,8 @@ def _summary(run: Run, summary: RunSummary, events: list) -> None:
         columns[2].metric("Device", summary.device or "?")
         columns[3].metric("Images per second", f"{finished.images_per_second:,.0f}")
         if finished.compile_seconds:
-            st.caption(f"Compiling the model took {duration(finished.compile_seconds)} more, before training.")
+            what, term = _preparing(events)
+            st.caption(f"{what} took {duration(finished.compile_seconds)} more, before training.", help=explain(term))
     elif summary.state == "failed":
         st.error(f"This run failed: {summary.message or 'no reason was recorded'}", icon=":material/error:")
     else:
@@ -215,8 +217,19 @@ def open_in_buttons(run: Run, key: str = "live") -> None:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 0.995:  # a GPU trains the fast preset in 0.07 s: "0 s" would say nothing
+        return f"{max(0.0, seconds):.2f} s"
     minutes, seconds = divmod(max(0, round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
         return f"{hours} h {minutes:02d} min"
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _preparing(events: list) -> tuple[str, str]:
+    """What the run did before training, in words, and its glossary term: compiling the model, or
+    recording its training step as a CUDA graph."""
+    compiled = next((event for event in events if isinstance(event, Compiled)), None)
+    if compiled and compiled.method == GRAPH_METHOD:
+        return "Recording the training step as a CUDA graph", "CUDA graph"
+    return "Compiling the model", "torch.compile"

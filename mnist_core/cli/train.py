@@ -71,7 +71,7 @@ def run_train_command(args: argparse.Namespace) -> int:
             images_per_second=round(outcome.images_per_second),
             epochs=outcome.epochs,
         )
-        if config.compile_model:
+        if outcome.compile_seconds:
             summary["compile_seconds"] = round(outcome.compile_seconds, 3)
     elif isinstance(outcome, Failed):
         return _report_failure(summary, outcome.message)
@@ -167,7 +167,7 @@ class ProgressBar:
             if self.compiling:
                 print("compiling the model with torch.compile (a minute or more on a CPU)...", file=sys.stderr)
         elif isinstance(event, Compiled):
-            print(f"compiled with torch.compile in {event.seconds:.1f} s (not counted as training time)",
+            print(f"prepared with {event.method} in {event.seconds:.2f} s (not counted as training time)",
                   file=sys.stderr)
         elif isinstance(event, Progress) and self.interactive:
             done = event.step / event.steps_per_epoch
