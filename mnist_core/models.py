@@ -2,7 +2,7 @@
 
 Every model takes a batch of normalised 1x28x28 images (see `data.normalize`) and returns
 10 logits. `seed` is the case study's ConvNet, layer for layer; the others are what a
-modern small CNN looks like.
+modern small CNN looks like, `deep` the largest of them.
 """
 
 from __future__ import annotations
@@ -106,6 +106,25 @@ def modern_net() -> nn.Module:
     )
 
 
+def _conv_bn_relu(channels_in: int, channels_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False), nn.BatchNorm2d(channels_out),
+            nn.ReLU(inplace=True)]
+
+
+def deep_net() -> nn.Module:
+    """The modern net with a second 3x3 convolution in its first two stages (VGG's pattern: two
+    small convolutions see as far as one 5x5, with an extra ReLU between them); 99.7 % with the
+    best preset. About three times the modern net's arithmetic."""
+    return nn.Sequential(
+        *_conv_bn_relu(1, 32), *_conv_bn_relu(32, 32), nn.MaxPool2d(2),  # 28 -> 14
+        *_conv_bn_relu(32, 64), *_conv_bn_relu(64, 64), nn.MaxPool2d(2),  # 14 -> 7
+        *_conv_bn_relu(64, 128), nn.MaxPool2d(2),  # 7 -> 3
+        nn.Flatten(),
+        nn.Dropout(0.25),
+        nn.Linear(128 * 3 * 3, 10),
+    )
+
+
 PREPARE_IMAGES = 512  # 512 x 576 patches: a stable patch covariance in milliseconds
 
 
@@ -135,6 +154,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("fast", "LeNet-sized with a fixed whitening first layer: 99 % after one epoch of the fast preset",
                   fast_net, prepare=set_whitening_filters),
         ModelSpec("modern", "Batch-normalised 3-stage CNN: 99.6 % with augmentation and 30 epochs", modern_net),
+        ModelSpec("deep", "The modern CNN with two convolutions in each of its first stages: 99.7 % with the best "
+                  "preset", deep_net),
     )
 }
 
