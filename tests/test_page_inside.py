@@ -93,6 +93,7 @@ def test_the_page_shows_test_image_0_and_every_layer(mapped_model):
     assert len(layer_captions) == FAST_LAYERS
     assert layer_captions[0] == "**1. Conv2d · 8×24×24 · 208 params**"
     assert layer_captions[-1] == "**11. Softmax · 10 · 0 params**"
+    assert "One score per class: 0 on the left to 9 on the right" in captions(app)  # the last Linear's bars
     assert "first 32 of" not in " ".join(captions(app))  # no layer of the fast model is wider than 32
     assert any(text.startswith("The answer: **") for text in captions(app))
 

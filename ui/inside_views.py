@@ -106,6 +106,8 @@ def layer_panel(layer: LayerOutput, names: tuple[str, ...], key: str) -> None:
             st.caption(f"first {shown} of {layer.shape[0]} channels")
     elif values.size <= charts.MAX_BARS:
         show_picture(charts.bars_picture(values))
+        if values.size == len(names):  # the last layer's scores, which the softmax turns into chances
+            st.caption(f"One score per class: {names[0]} on the left to {names[-1]} on the right")
     else:
         show_picture(charts.cells_picture(values))
         st.caption(f"{values.size:,} values, row after row, one colour scale")
