@@ -170,7 +170,6 @@ def draw_and_predict(choice: str) -> None:
     left, right = st.columns(2, gap="medium")  # stacked on a phone: a large gap would look like the end
     with left:
         source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", key="draw_source", required=True)
-        st.html(PHONE_ONLY_CSS)
         # Never empty, so the canvas below does not move when the first answer arrives under a finger.
         phone_answer = st.container(key=PHONE_ANSWER).empty()
         phone_answer.markdown(f"{'Draw a digit' if source == 'Draw' else 'Upload a picture of one'} below: the answer "
@@ -197,6 +196,7 @@ def draw_and_predict(choice: str) -> None:
 
 
 st.title("Draw")
+st.html(PHONE_ONLY_CSS)  # once per page run, not with every stroke's fragment run
 st.caption("Draw a digit with the mouse or a finger: it is cropped, scaled and centred like MNIST, then classified.")
 choice = model_picker(key="draw_model")
 if choice is None:
