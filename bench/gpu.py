@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.case_study_loop import run_case_study  # noqa: E402
 from mnist_core import train, train_steps  # noqa: E402
 from mnist_core.config import PRESETS, TrainConfig  # noqa: E402
-from mnist_core.events import Finished  # noqa: E402
+from mnist_core.events import GRAPH_METHOD, Compiled, Finished  # noqa: E402
 
 RESULTS: dict[str, object] = {}
 TARGETS: list[str] = []  # one line per target: the figure and whether it is met
@@ -56,12 +56,16 @@ def part(name: str):
 def run(config: TrainConfig, data_dir: str | None, graphs: bool = True) -> Finished:
     """One training run on the GPU, replaying CUDA graphs or (graphs=False) in the eager loop."""
     train_steps.CUDA_GRAPHS = graphs
+    events = []
     try:
-        outcome = train.fit(config.replace(device="cuda"), data_dir=data_dir).outcome
+        outcome = train.fit(config.replace(device="cuda"), on_event=events.append, data_dir=data_dir).outcome
     finally:
         train_steps.CUDA_GRAPHS = True
     if not isinstance(outcome, Finished):
         raise RuntimeError(f"{config.model}: {outcome}")
+    recorded = any(isinstance(event, Compiled) and event.method == GRAPH_METHOD for event in events)
+    if graphs and not recorded:  # a figure labelled "graphs" must not be the eager fallback's
+        raise RuntimeError(f"{config.model}: trained without CUDA graphs (recording failed: see the warning above)")
     return outcome
 
 

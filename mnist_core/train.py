@@ -2,15 +2,16 @@
 
 The loop is the case study's (zero_grad, forward, loss, backward, step) with what a real
 tool needs around it: data resident on the device and reshuffled every epoch, an optional
-schedule, mixed precision on CUDA, progress events at least every 0.2 s
-(`REPORT_EVERY_SECONDS`), validation after each epoch (one pass over the 10,000 test images on
-a GPU), cancellation between any two steps, a NaN loss reported as a failure, and an optional
+schedule, mixed precision on CUDA, a progress event for every 0.2 s of steps
+(`REPORT_EVERY_SECONDS`; on a GPU once it has trained them), validation after each epoch (one
+pass over the 10,000 test images on a GPU), cancellation between any two steps, a NaN loss reported as a failure, and an optional
 torch.compile. How each step runs is `train_steps`' job: as Python, or on a GPU replayed from a
 CUDA graph. The time spent preparing either (compiling, recording the graphs) is measured
 apart from the training time and reported as a `Compiled` event.
 
 The loop never waits for the GPU inside an epoch: each step's loss stays on the device, and
-progress reports read it when the GPU has got there (`loss_windows`).
+progress reports read it, and time the GPU's steps, when the GPU has got there
+(`progress_windows`).
 
 A run that diverges is stopped as a failure with advice, whether its loss becomes NaN or
 infinite, blows up to a size no healthy run reaches (`LOSS_BLOWUP`), or leaves the model no
@@ -39,8 +40,8 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import Batches, ProgressCallback, load_split, normalize
 from mnist_core.device import device_label, resolve_device
 from mnist_core.events import GRAPH_METHOD, Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
-from mnist_core.loss_windows import LossWindows
 from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
+from mnist_core.progress_windows import ProgressWindows
 from mnist_core.storage import is_disk_full
 from mnist_core.train_steps import (
     EagerSteps,
@@ -190,10 +191,11 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
 
     train_seconds = prepare_seconds
     images_seen = 0
-    windows = LossWindows(device)
+    windows = ProgressWindows(device)
     for epoch in range(1, config.epochs + 1):
         model.train()
         epoch_start = last_report = time.perf_counter()
+        windows.begin_epoch(train_seconds)
         steps.begin_epoch(batches.plan())
         first = report_images = 0  # the window of steps since the last report
         for index, size in enumerate(batches.batch_sizes()):
@@ -204,10 +206,11 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
             step, report_images = index + 1, report_images + size
             now = time.perf_counter()
             if now - last_report >= REPORT_EVERY_SECONDS or step == steps_per_epoch:
-                elapsed = train_seconds + now - epoch_start
-                windows.ask(steps.losses, first, step, (epoch, step, report_images / (now - last_report), elapsed))
+                windows.ask(steps.losses, first, step, report_images, (epoch, step))
                 first, report_images, last_report = step, 0, now
-            for mean_loss, (at_epoch, at_step, images_per_second, elapsed) in windows.ready(step == steps_per_epoch):
+            for window in windows.ready(wait=step == steps_per_epoch):
+                at_epoch, at_step = window.info
+                mean_loss = window.mean_loss
                 if not math.isfinite(mean_loss) or mean_loss > LOSS_BLOWUP:
                     became = f"became {mean_loss}" if not math.isfinite(mean_loss) else f"reached {mean_loss:.3g}"
                     result.outcome = Failed(
@@ -215,7 +218,8 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
                         f"diverged. {_smaller_lr_advice(config.lr)}"
                     )
                     return
-                on_event(Progress(at_epoch, at_step, steps_per_epoch, mean_loss, images_per_second, elapsed))
+                on_event(Progress(at_epoch, at_step, steps_per_epoch, mean_loss, window.images_per_second,
+                                  window.elapsed))
         if on_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - epoch_start
@@ -324,19 +328,28 @@ def logits_in_batches(
     model.eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     outputs = []
-    with autocast:
-        for start in range(0, len(images), batch_size):
-            batch = normalize(images[start : start + batch_size].to(device), dataset)
-            outputs.append(model(batch).float())
-    model.train(was_training)
+    try:
+        with autocast:
+            for start in range(0, len(images), batch_size):
+                batch = normalize(images[start : start + batch_size].to(device), dataset)
+                outputs.append(model(batch).float())
+    finally:  # e.g. out of GPU memory: the model goes back to training mode all the same
+        model.train(was_training)
     return torch.cat(outputs)
 
 
 def _validate(model, images, labels, device, dataset) -> tuple[float, float]:
-    # One pass on a GPU (the modern model's activations for 10,000 images are about 0.5 GB in
-    # bf16); batches of 2,000 elsewhere, where memory is the CPU's.
-    batch_size = len(images) if device.type == "cuda" else 2000
-    logits = logits_in_batches(model, images, device, dataset, batch_size).float()
+    # One pass on a GPU: the deep model's activations for 10,000 images peak at about 1.5 GB in
+    # bf16. Batches of 2,000 on a GPU without that much free, and on a CPU.
+    logits = None
+    if device.type == "cuda":
+        try:
+            logits = logits_in_batches(model, images, device, dataset, batch_size=len(images))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+    if logits is None:
+        logits = logits_in_batches(model, images, device, dataset)
+    logits = logits.float()
     labels = labels.to(logits.device)
     loss = nn.functional.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(1) == labels).float().mean().item() * 100

@@ -2,8 +2,8 @@
 
 Both work an epoch at a time: `begin_epoch(plan)` takes the epoch's order and augmentation draws
 (`data.EpochPlan`), `run(i)` runs its step i (from 0), and each step's loss lands in `losses[i]`
-on the device. The training loop reads the losses when the GPU has them (`loss_windows`), so no
-step waits for the one before it to finish.
+on the device. The training loop reads the losses when the GPU has them (`progress_windows`),
+so no step waits for the one before it to finish.
 
 Why graphs: a small model's step on a GPU is bound by the host. Each of its dozens of small
 kernels is launched from Python, and the GPU waits for them. Recorded once as a CUDA graph, the
@@ -15,9 +15,11 @@ optimizer with its schedule. What changes from step to step lives on the device:
   device tensor;
 - Adam is PyTorch's fused, capturable one (one kernel for every parameter), whose step count
   also stays on the device.
-A schedule that moves Adam's beta1 (one-cycle with cycle_momentum) trains eagerly: Adam's update
-takes beta1 only as a plain number (its lerp has no tensor form), so inside a graph the value
-would be read back to the host, which a recording forbids.
+A schedule that moves Adam's beta1 (one-cycle with cycle_momentum) trains eagerly: the scheduler
+writes beta1 into Adam as a plain number, which a recorded graph would keep at its first value,
+and the fused Adam (like the multi-tensor one) takes beta1 only as a number, so a device tensor
+would be read back to the host, which a recording forbids. SGD, torch.compile, and GPUs without
+native bf16 (whose fp16 needs a loss scaler that reads the host every step) train eagerly too.
 An epoch's smaller last batch has a graph of its own. The graphs are recorded after a few
 warm-up steps on a side stream, as PyTorch's CUDA-graph notes ask; the warm-up's changes to the
 weights, the optimizer and the random state are then undone, so training starts where eager
@@ -52,7 +54,7 @@ def use_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
     torch.compile is asked for."""
     moves_beta1 = config.schedule == "onecycle" and config.cycle_momentum
     return (CUDA_GRAPHS and device.type == "cuda" and not config.compile_model and not moves_beta1
-            and config.optimizer in ("adam", "adamw") and torch.cuda.is_bf16_supported())
+            and config.optimizer in ("adam", "adamw") and torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 class EagerSteps:
@@ -236,7 +238,8 @@ def mixed_precision(device: torch.device):
     """bf16 autocast where the GPU has it (no scaling needed), else fp16 with a GradScaler."""
     if device.type != "cuda":
         return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # Not emulated bf16 (PyTorch's default counts it): a V100 or T4 is quicker in fp16.
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return torch.autocast("cuda", dtype=dtype), scaler
 
