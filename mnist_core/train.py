@@ -4,10 +4,11 @@ The loop is the case study's (zero_grad, forward, loss, backward, step) with wha
 tool needs around it: data resident on the device and reshuffled every epoch, an optional
 schedule, mixed precision on CUDA, a progress event for every 0.2 s of steps
 (`REPORT_EVERY_SECONDS`; on a GPU once it has trained them), validation after each epoch (one
-pass over the 10,000 test images on a GPU), cancellation between any two steps, a NaN loss reported as a failure, and an optional
-torch.compile. How each step runs is `train_steps`' job: as Python, or on a GPU replayed from a
-CUDA graph. The time spent preparing either (compiling, recording the graphs) is measured
-apart from the training time and reported as a `Compiled` event.
+pass over the 10,000 test images on a GPU), cancellation between any two steps, a NaN loss
+reported as a failure, and an optional torch.compile. How each step runs is `train_steps`' job:
+as Python, or on a GPU replayed from a CUDA graph. The time spent preparing either (compiling,
+recording the graphs) is measured apart from the training time and reported as a `Compiled`
+event.
 
 The loop never waits for the GPU inside an epoch: each step's loss stays on the device, and
 progress reports read it, and time the GPU's steps, when the GPU has got there
