@@ -76,7 +76,8 @@ def test_start_runs_a_tiny_job_in_the_background_and_lists_it(app_env):
     assert runs[0].status()["state"] == "finished"
     at.run()
     assert not at.exception
-    assert any(metric.label == "Test accuracy" for metric in at.metric)
+    accuracy = next(metric for metric in at.metric if metric.label == "Test accuracy")
+    assert "also called test accuracy" in accuracy.help  # the glossary ties it to "Validation accuracy"
     table = at.dataframe[0].value
     assert list(table["run"]) == [runs[0].id] and "finished" in table["status"][0]
     captions = [caption for element in at.get("image") for caption in element.captions]

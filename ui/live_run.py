@@ -186,7 +186,7 @@ def _summary(run: Run, summary: RunSummary, events: list) -> None:
     finished = summary.finished
     if finished:
         columns = st.columns(4)
-        columns[0].metric("Test accuracy", f"{finished.test_accuracy:.2f} %")
+        columns[0].metric("Test accuracy", f"{finished.test_accuracy:.2f} %", help=explain("Validation accuracy"))
         columns[1].metric("Training time", duration(summary.train_seconds), help=TRAIN_TIME_HELP)
         columns[2].metric("Device", summary.device or "?")
         columns[3].metric("Images per second", f"{finished.images_per_second:,.0f}")
