@@ -132,9 +132,9 @@ def best_preset(data_dir: str | None) -> None:
 
 def mixed_precision(data_dir: str | None) -> None:
     autocast, scaler = train_steps.mixed_precision(torch.device("cuda"))
-    print(f"   bf16 supported: {torch.cuda.is_bf16_supported()}; eager autocast dtype: "
+    print(f"   native bf16: {train_steps.native_bf16()}; eager autocast dtype: "
           f"{getattr(autocast, 'fast_dtype', None)}; grad scaler on: {scaler.is_enabled()}", flush=True)
-    RESULTS["bf16"] = torch.cuda.is_bf16_supported()
+    RESULTS["bf16"] = train_steps.native_bf16()
 
 
 def fast_compiled(data_dir: str | None) -> None:

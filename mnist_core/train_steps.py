@@ -54,7 +54,13 @@ def use_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
     torch.compile is asked for."""
     moves_beta1 = config.schedule == "onecycle" and config.cycle_momentum
     return (CUDA_GRAPHS and device.type == "cuda" and not config.compile_model and not moves_beta1
-            and config.optimizer in ("adam", "adamw") and torch.cuda.is_bf16_supported(including_emulation=False))
+            and config.optimizer in ("adam", "adamw") and native_bf16())
+
+
+def native_bf16() -> bool:
+    """Whether the CUDA GPU computes in bf16 itself. PyTorch's default also counts emulated bf16,
+    and a V100 or T4 is quicker in fp16 (with a loss scaler, so it trains eagerly)."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 class EagerSteps:
@@ -238,8 +244,7 @@ def mixed_precision(device: torch.device):
     """bf16 autocast where the GPU has it (no scaling needed), else fp16 with a GradScaler."""
     if device.type != "cuda":
         return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
-    # Not emulated bf16 (PyTorch's default counts it): a V100 or T4 is quicker in fp16.
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    dtype = torch.bfloat16 if native_bf16() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return torch.autocast("cuda", dtype=dtype), scaler
 

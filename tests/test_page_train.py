@@ -152,11 +152,17 @@ def test_hosted_mode_caps_epochs_and_allows_one_job_per_visitor(app_env, monkeyp
         run.request_stop()
 
 
+def finished_run(app_env, config: TrainConfig, events: list, device: str) -> None:
+    """A run folder that finished with `events`, as a worker would have left it."""
+    done = create_run(config, app_env)
+    for event in events:
+        done.append_event(event)
+    done.update_status(state="finished", device=device)
+
+
 def test_a_compiled_run_shows_its_compile_time_apart_and_the_form_can_ask_for_one(app_env):
-    done = create_run(TrainConfig(model="fast", epochs=1, compile_model=True), app_env)
-    done.append_event(EpochEnd(1, 0.3, 0.2, 98.5, 3.0))
-    done.append_event(Finished(98.5, 3.0, 20000.0, 1, compile_seconds=42.0))
-    done.update_status(state="finished", device="CPU")
+    finished_run(app_env, TrainConfig(model="fast", epochs=1, compile_model=True),
+                 [EpochEnd(1, 0.3, 0.2, 98.5, 3.0), Finished(98.5, 3.0, 20000.0, 1, compile_seconds=42.0)], "CPU")
     at = train_page()
     assert not at.exception
     assert next(metric for metric in at.metric if metric.label == "Training time").value == "3 s"
@@ -167,11 +173,9 @@ def test_a_compiled_run_shows_its_compile_time_apart_and_the_form_can_ask_for_on
 
 
 def test_a_run_trained_from_a_cuda_graph_says_so_and_shows_its_sub_second_times(app_env):
-    done = create_run(TrainConfig(model="fast", epochs=1), app_env)
-    done.append_event(Compiled(0.04, GRAPH_METHOD))
-    done.append_event(EpochEnd(1, 0.9, 0.1, 99.1, 0.07))
-    done.append_event(Finished(99.1, 0.07, 850000.0, 1, compile_seconds=0.04))
-    done.update_status(state="finished", device="NVIDIA H200")
+    finished_run(app_env, TrainConfig(model="fast", epochs=1),
+                 [Compiled(0.04, GRAPH_METHOD), EpochEnd(1, 0.9, 0.1, 99.1, 0.07),
+                  Finished(99.1, 0.07, 850000.0, 1, compile_seconds=0.04)], "NVIDIA H200")
     at = train_page()
     assert not at.exception
     assert next(metric for metric in at.metric if metric.label == "Training time").value == "0.07 s"

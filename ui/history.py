@@ -25,9 +25,8 @@ from mnist_core.runs import (
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG, compare_figures
-from ui.glossary import explain
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
-from ui.live_run import TRAIN_TIME_HELP, duration, open_in_buttons, watch, watched_id
+from ui.live_run import BEST_ACCURACY_HELP, TRAIN_TIME_HELP, duration, open_in_buttons, watch, watched_id
 from ui.state import DEFAULT, model_choices, runner, select_model, selected_model
 from ui.train_form import CUSTOM, reuse_settings
 
@@ -140,8 +139,7 @@ def _history() -> None:
         column_config={
             "name": st.column_config.TextColumn(help="Model · learning rate · epochs · test accuracy"),
             "train time": st.column_config.TextColumn(help=TRAIN_TIME_HELP),
-            "best val acc %": st.column_config.TextColumn(help="The highest after any epoch. "
-                                                          + explain("Validation accuracy")),
+            "best val acc %": st.column_config.TextColumn(help=BEST_ACCURACY_HELP),
             "note": st.column_config.TextColumn(width="large"),  # a whole reason, not its first words
         },
     )

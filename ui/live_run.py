@@ -37,6 +37,7 @@ POLL_SECONDS = 1.0
 CURVES_POLL_SECONDS = 2.5
 TRAIN_TIME_HELP = ("Time spent training, the same figure as in the run history: the training steps and the "
                    "model's data-dependent preparation, not loading data, compiling or validating.")
+BEST_ACCURACY_HELP = "The highest after any epoch. " + explain("Validation accuracy")  # the tables' "best val acc %"
 
 
 def watch(run: Run) -> None:

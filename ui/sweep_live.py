@@ -18,9 +18,8 @@ from mnist_core.storage import plain_error
 from mnist_core.sweep import Sweep, SweepSpec, best_trial, describe, list_sweeps
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG
-from ui.glossary import explain
 from ui.hosted import may_change, visitor
-from ui.live_run import open_in_buttons
+from ui.live_run import BEST_ACCURACY_HELP, open_in_buttons
 from ui.state import runner
 from ui.sweep_charts import curves_figure, leaderboard, parcoords_figure
 
@@ -102,8 +101,7 @@ def _sweep_panel(sweep: Sweep, was_active: bool) -> None:
         key=f"sweep_board_{sweep.id}",
         column_config={
             "trial": st.column_config.NumberColumn(format="%d", width="small"),
-            "best val acc %": st.column_config.NumberColumn(
-                format="%.2f", help="The highest after any epoch. " + explain("Validation accuracy")),
+            "best val acc %": st.column_config.NumberColumn(format="%.2f", help=BEST_ACCURACY_HELP),
             "test acc %": st.column_config.NumberColumn(format="%.2f", help="After the last epoch."),
             "train s": st.column_config.NumberColumn(format="%.1f", help="Seconds of training."),
         },
