@@ -43,6 +43,15 @@ def start_server(runs_dir: Path, data_dir: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def driver_log(runs_dir: Path) -> str:
+    """The end of the sweep's driver.log, for a failure's message: the tmpfs holding it is gone by then."""
+    sweep = the_sweep(runs_dir)
+    try:
+        return (sweep.path / "driver.log").read_text(errors="replace")[-3000:] if sweep else "(no sweep)"
+    except OSError as error:
+        return f"(driver.log unreadable: {error})"
+
+
 def the_sweep(runs_dir: Path):
     sweeps = list_sweeps(runs_dir)
     return sweeps[0] if sweeps else None
@@ -92,12 +101,13 @@ def test_a_disk_that_fills_during_a_trial_is_recorded_and_the_sweep_ends(tiny_da
         trials = [run.status() for run in sweep.trial_runs()]
         # The driver recorded the end itself and exited: it did not crash on the full disk.
         assert wait_for(lambda: not is_alive(status["pid"], status.get("pid_started")), timeout=60)
+        log = driver_log(small_runs_dir)
     finally:
         server.kill()
         if filler is not None:
             filler.unlink()
     assert not any(trial["state"] in ACTIVE_STATES for trial in trials), trials
     first = trials[0]
-    assert first["state"] == "failed" and "full" in first["message"], first
-    assert status["state"] in ("finished", "failed"), status
-    assert "Traceback" not in status["message"] and "failed" in status["message"], status
+    assert first["state"] == "failed" and "full" in first["message"], (first, log)
+    assert status["state"] in ("finished", "failed"), (status, log)
+    assert "Traceback" not in status["message"] and "failed" in status["message"], (status, log)
