@@ -25,6 +25,10 @@ def test_the_progress_line_then_the_curve_and_the_history_row_follow_the_run(pag
     page.wait_for_function(f"() => /queued|running/.test(({HISTORY_TEXT})())", timeout=10_000)
     page.wait_for_function("() => document.body.innerText.includes('Epoch 1/1')", timeout=60_000)
     first_point = time.monotonic() - started
+    # The bar jumps to each value: a sliding one repaints on every frame, CPU the run needs (ui.shell.CALM_PROGRESS_CSS).
+    sliding = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stProgress"], [data-testid="stProgress"] *'))
+        .map(element => getComputedStyle(element).transitionDuration).filter(duration => duration.split(',').some(d => parseFloat(d) > 0))""")
+    assert page.locator('[data-testid="stProgress"]').count() and sliding == [], sliding
     # The charts follow at their own, slower pace (ui.live_run.CURVES_POLL_SECONDS, 2.5 s), while
     # the run trains (on a machine fast enough to finish first, the summary's redraw draws them).
     page.wait_for_function(f"() => ({LOSS_POINTS})() > 0", timeout=15_000)
