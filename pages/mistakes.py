@@ -25,6 +25,7 @@ from ui.compare_view import BASELINE, compare_tab
 from ui.glossary import explain
 from ui.inside_views import activations_strip
 from ui.label_audit import label_audit_view
+from ui.phone_scroll import scroll_into_view_on_phone
 from ui.shell import require_app_shell
 from ui.state import checkpoint_path, model_picker, runner, select_model, selected_model
 
@@ -34,11 +35,17 @@ TRUE, PREDICTED, PAGE = "mistakes_true", "mistakes_predicted", "mistakes_page"
 LINKED_IMAGE, SHOWN_IMAGE = "mistakes_linked_image", "mistakes_shown_image"  # an image a link asked for; the one shown
 TAB, COMPARE = "mistakes_tab", "Compare with a baseline"
 INSPECTED, CONFUSION, LEAST_FIRST = "mistakes_inspected", "mistakes_confusion", "mistakes_least_first"
+TAPS, DETAIL = "mistakes_taps", "mistakes_detail"  # how many tiles were tapped; the enlargement's container
 TILE_WIDTH = 104  # a thumbnail (84 px) and its label; 24 to a page
 
 
 def go_to_page(page: int) -> None:
     st.session_state[PAGE] = page
+
+
+def inspect(index: int) -> None:
+    """A tile's label was clicked or tapped: enlarge that image (and, on a phone, scroll to it)."""
+    st.session_state.update({INSPECTED: index, LINKED_IMAGE: False, TAPS: st.session_state.get(TAPS, 0) + 1})
 
 
 def set_filters(true_class: int | None, predicted_class: int | None) -> None:
@@ -80,7 +87,7 @@ def gallery_ui(result: Evaluation, images, shown: np.ndarray, inspected: int, na
     if not len(shown):
         st.info("No mistakes of this kind.", icon=":material/check:")
         return
-    st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click or tap the label under an image to enlarge it: beside the gallery, or below it on a phone.")
+    st.caption(f"{len(shown):,} mistakes, showing {start + 1}–{stop}. Click or tap the label under an image to enlarge it: beside the gallery, or below it on a phone, where the page scrolls down to it.")
     # Tiles of a fixed width in one wrapping row: as many to a line as fit, in reading order, on a
     # phone too (columns would stack column by column there, and run thousands of pixels down).
     with st.container(horizontal=True, gap="small"):
@@ -101,8 +108,7 @@ def _tile(result: Evaluation, images, index: int, inspected: int, names: tuple[s
         st.image(charts.thumbnail(images[index].numpy()), output_format="PNG")
         label = f"{names[result.labels[index]]} → {names[result.predictions[index]]} · {result.confidence[index]:.0%}"
         st.button(f":primary[**{label}**]" if index == inspected else label, key=f"inspect_{index}",
-                  type="tertiary", on_click=st.session_state.update,
-                  args=({INSPECTED: index, LINKED_IMAGE: False},))
+                  type="tertiary", on_click=inspect, args=(index,))
 
 
 def detail_ui(result: Evaluation, model, dataset: str, image: np.ndarray, index: int) -> None:
@@ -180,8 +186,10 @@ def mistakes_tab() -> None:
     with gallery_col:
         gallery_ui(result, images, shown, inspected, names)
     if len(shown) or linked:
-        with detail_col, st.container(border=True):
-            detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
+        with detail_col:
+            with st.container(border=True, key=DETAIL):
+                detail_ui(result, model, config.dataset, images[inspected].numpy(), inspected)
+            scroll_into_view_on_phone(DETAIL, st.session_state.get(TAPS, 0))  # below the whole gallery there
         # Off by default: the strip costs a forward pass and a dozen pictures per rerun.
         if st.toggle(f"Show inside the network for image {inspected}", key="mistakes_inside",
                      help="Every layer's output for the enlarged image, as on the Inside page."):
