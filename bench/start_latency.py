@@ -39,8 +39,8 @@ from mnist_core.config import PRESETS, preset_label  # noqa: E402
 # used to read body.innerText on every animation frame). On the 2-core machine this changed the
 # watched/unwatched ratio little (1.85 with it, 1.91 before): the page's own work is the cost.
 MEASURE = """async () => {
-  // The page may still show the previous run: only the new run's header counts.
-  const header = () => Array.from(document.querySelectorAll('h3')).map(h => h.textContent).find(t => t.startsWith('Run '));
+  // The page may still show the previous run: only the new run's id, under the live panel's name, counts.
+  const header = () => Array.from(document.querySelectorAll('[data-testid="stCaptionContainer"]')).map(c => c.textContent).find(t => t.startsWith('Run '));
   const before = header();
   const started = performance.now();
   const fresh = text => header() && header() !== before && document.body.textContent.includes(text);

@@ -246,7 +246,7 @@ def test_on_a_hosted_demo_another_visitor_sees_a_run_but_not_its_stop(app_env, m
     assert any(button.label == "Stop" for button in a.button)
     b = train_page()  # another browser session, with no cookie: another visitor
     assert not b.exception
-    assert any(f"Run {run.id}" in header.value for run in list_runs(app_env) for header in b.subheader)
+    assert any(f"Run {run.id}" in caption.value for run in list_runs(app_env) for caption in b.caption)
     assert not any(button.label == "Stop" for button in b.button)
     assert not start_button(b).disabled  # B may start a job of its own
     for run in list_runs(app_env):

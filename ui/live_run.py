@@ -15,7 +15,7 @@ from mnist_core.inference import load_model
 from mnist_core.inside import conv_filters
 from mnist_core.job import RUN, TRIAL
 from mnist_core.listing import run_jobs, runs_of
-from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, summarize
+from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, run_name, summarize
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG, training_loss_figure, validation_figure
@@ -94,7 +94,8 @@ def _status(run: Run, was_active: bool) -> None:
     if was_active and state not in ACTIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page (curves, summary, history) once
     header, stop = st.columns([4, 1])
-    header.subheader(f"Run {run.id}")
+    header.subheader(run_name(summary))  # a name a person tells runs apart by
+    header.caption(f"Run {run.id}", help="Its id: the run's folder, and what links and the command line call it.")
     if summary.damaged:
         st.error(f"{summary.message} It can be deleted in the run history below.", icon=":material/broken_image:")
         return
