@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import procfs  # noqa: E402
 from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
 from bench.start_latency import MEASURE, free_port, open_train_on  # noqa: E402
@@ -54,18 +55,8 @@ def unwatched(data_dir: Path, preset: str = "fast") -> float:
 
 
 def cpu_seconds(name: str) -> float:
-    """CPU seconds used so far by the live processes whose command line contains `name` (Linux /proc)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:  # ended meanwhile
-            continue
-        if name in command:
-            fields = stat[stat.rfind(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    return total
+    """CPU seconds used so far by the live processes whose command line contains `name`."""
+    return sum(procfs.cpu_seconds(pid) or 0.0 for pid in procfs.parent_pids() if name in procfs.command_line(pid))
 
 
 def watched(page, runs_dir: Path, browser_name: str = "chrom") -> tuple[float, float, float]:
