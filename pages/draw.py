@@ -18,6 +18,7 @@ from mnist_core.storage import plain_error
 from ui import glossary
 from ui.inside_views import activations_strip, embedding_map
 from ui.mistakes_charts import INDIGO, MUTED, fit_square, saliency_overlay, thumbnail
+from ui.phone_scroll import STACKED_COLUMNS_WIDTH
 from ui.shell import point_to_train, require_app_shell
 from ui.state import checkpoint_path, model_picker
 
@@ -31,10 +32,10 @@ DRAWN = "drawn_digit"  # the last 28x28 digit read (0..1 floats), for the Inside
 INSIDE = "draw_inside"
 # On a phone the two columns stack, and the answer (under the canvas's column) falls below the
 # screen, where a finger on the canvas cannot scroll to it. One line above the canvas says it
-# there; on a wider screen the answer is beside the canvas and this line is hidden. 640 px is
-# where Streamlit stacks columns.
+# there; on a wider screen the answer is beside the canvas and this line is hidden.
 PHONE_ANSWER = "draw_phone_answer"
-PHONE_ONLY_CSS = f"<style>@media (min-width: 641px) {{ .st-key-{PHONE_ANSWER} {{ display: none; }} }}</style>"
+PHONE_ONLY_CSS = (f"<style>@media (min-width: {STACKED_COLUMNS_WIDTH + 1}px) "
+                  f"{{ .st-key-{PHONE_ANSWER} {{ display: none; }} }}</style>")
 
 
 def clear_canvas() -> None:

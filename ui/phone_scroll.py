@@ -15,15 +15,16 @@ import functools
 
 import streamlit as st
 
-# Streamlit stacks columns at 640 px and narrower (Draw's phone-only answer uses the same line).
+STACKED_COLUMNS_WIDTH = 640  # px: at this width and narrower Streamlit stacks a page's columns
+
 _SCROLL_JS = """
 export default function (component) {
-  const { target, taps } = component.data;
+  const { target, taps, stacked } = component.data;
   const seen = "mnist-taps-" + target;
   const last = window.sessionStorage.getItem(seen);
   window.sessionStorage.setItem(seen, String(taps));
   if (taps === 0 || String(taps) === last) return;
-  if (!window.matchMedia("(max-width: 640px)").matches) return;
+  if (!window.matchMedia(`(max-width: ${stacked}px)`).matches) return;
   // After this run's elements are laid out: the container may have been drawn in this same update.
   window.setTimeout(() => {
     const element = document.querySelector(".st-key-" + target);
@@ -36,7 +37,7 @@ export default function (component) {
 def scroll_into_view_on_phone(target: str, taps: int) -> None:
     """Scroll the container keyed `target` into view on a phone when `taps` (a count the page keeps of
     the taps that open it) has grown since the last run; call it after the container is drawn."""
-    _scroller()(data={"target": target, "taps": taps}, key=f"phone_scroll_{target}", height=0)
+    _scroller()(data={"target": target, "taps": taps, "stacked": STACKED_COLUMNS_WIDTH}, key=f"phone_scroll_{target}", height=0)
 
 
 @functools.cache
