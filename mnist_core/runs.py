@@ -315,7 +315,7 @@ def run_name(summary: RunSummary) -> str:
         return "damaged run"
     parts = [config.model, f"lr {config.lr:g}", f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"]
     if summary.test_accuracy is not None:
-        parts.append(f"{summary.test_accuracy:.2f} %")
+        parts.append(f"{summary.test_accuracy:.2f}\u00a0%")  # a no-break space: "%" never wraps onto a line alone
     return " · ".join(parts)
 
 

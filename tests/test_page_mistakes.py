@@ -86,7 +86,7 @@ def test_choosing_a_model(studio, trained_runs):
     # Each run by what tells it apart: model, learning rate, epochs, test accuracy, when it started.
     expected = [f"{run_name(summarize(Run(trained_runs / run)))} (" for run in (newest, older)]
     assert [option[: len(prefix)] for option, prefix in zip(picker.options, expected)] == expected
-    assert all(option.startswith("fast · lr 0.003 · 1 epoch · ") and option.count(" %") == 1
+    assert all(option.startswith("fast · lr 0.003 · 1 epoch · ") and option.count("\u00a0%") == 1
                for option in picker.options)
     assert picker.value == newest
 

@@ -99,7 +99,7 @@ def test_history_table_shows_every_run_with_its_results(app_env):
     assert len(table) == 2
     row = table[table["run"] == done.id].iloc[0]
     assert row["best val acc %"] == "98.25" and row["model"] == "fast" and row["epochs"] == "2/2"
-    assert row["name"] == "fast · lr 0.003 · 2 epochs · 98.25 %"  # what tells it apart, not only its id
+    assert row["name"] == "fast · lr 0.003 · 2 epochs · 98.25\u00a0%"  # what tells it apart, not only its id
     assert "failed" in table[table["run"] == failed.id].iloc[0]["status"]
     # The CSV is made on the click (run_table.rows_csv, tested in test_run_table.py).
     assert [button.label for button in at.get("download_button")] == ["Download all runs as CSV"]
