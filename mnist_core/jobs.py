@@ -448,6 +448,14 @@ _server_runner: tuple[tuple, JobRunner] | None = None
 _server_runner_lock = threading.Lock()
 
 
+def queue_position(run: Run) -> int | None:
+    """`run`'s place in this server's job queue (1 = next), None when it waits in none. It makes no
+    runner (one would start a standby worker): the live view's route asks this for any visitor."""
+    with _server_runner_lock:
+        current = _server_runner
+    return current[1].queue_position(run) if current is not None else None
+
+
 def server_runner(policy: JobPolicy) -> JobRunner:
     """The one JobRunner of this server process, for its runs folder (`MNIST_RUNS_DIR`) and `policy`.
 

@@ -319,6 +319,17 @@ def run_name(summary: RunSummary) -> str:
     return " · ".join(parts)
 
 
+def duration(seconds: float) -> str:
+    """A length of time as a person reads it: "0.07 s", "42 s", "3 min 05 s", "1 h 02 min"."""
+    if seconds < 0.995:  # a GPU trains the fast preset in 0.07 s: "0 s" would say nothing
+        return f"{max(0.0, seconds):.2f} s"
+    minutes, seconds = divmod(max(0, round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
 def _other_machine(host: str | None) -> str:
     """The host a run trained on, when that was not this machine (a Ray worker node)."""
     return host if host and host != socket.gethostname() else ""

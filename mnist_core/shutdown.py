@@ -29,6 +29,11 @@ So, once the app calls `watch` (ui/state.py does, once per server):
   which it calls itself; PyTorch's, Pillow's and multiprocessing's, which have nothing to do for
   a server that has closed everything). A process that ends any other way ends as usual.
 
+`streamlit run app.py` serves the app with uvicorn, which would end the process by re-raising the
+signal once it has shut down (SIGTERM: exit code -15, before any atexit handler); app.py's
+lifespan (ui/serve.py) therefore calls `exit_now` once Streamlit's runtime has stopped, the same
+end as the atexit handler's.
+
 The deadline starts when `stopping()` first says so; with Streamlit, that is when its web
 server has closed its connections and stops the runtime (ui/state.py), a fraction of a second
 after the signal. Nothing here imports Streamlit.
@@ -119,6 +124,14 @@ def _arm_deadline(seconds: float) -> None:
         timer = threading.Timer(seconds, os._exit, args=(1,))
         timer.daemon = True
         timer.start()
+
+
+def exit_now() -> None:
+    """End the process now, with exit code 0: for a server that has stopped cleanly and whose web
+    layer would otherwise end it its own way. uvicorn, which serves app.py's st.App, re-raises the
+    signal that stopped it once it has shut down: SIGTERM would then end the process as killed
+    (exit code -15), before any atexit handler. The stop callbacks run first (once), under the deadline."""
+    _exit_now_if(lambda: True)
 
 
 def _exit_now_if(stopped: Callable[[], bool]) -> None:

@@ -36,7 +36,7 @@ def test_the_loss_chart_before_its_first_point_has_no_negative_axis_and_says_wha
 
     empty = training_loss_figure([], epochs=1)
     assert tuple(empty.layout.yaxis.range) == (0, 2.5) and empty.layout.yaxis.showticklabels is False
-    assert "first training step" in empty.layout.annotations[0].text
+    assert "a few seconds into training" in empty.layout.annotations[0].text
     drawn = training_loss_figure([Progress(1, 1, 10, 2.3, 1000.0, 0.1), Progress(1, 2, 10, 1.9, 1000.0, 0.2)], 1)
     assert drawn.layout.yaxis.range[0] == 0 and not drawn.layout.annotations
 

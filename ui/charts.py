@@ -75,7 +75,7 @@ def training_loss_figure(events: list[Event], epochs: int | None = None, label_s
     if len(x):
         figure.update_yaxes(range=[0, max(float(np.max(smoothed)), floor) * 1.15])  # cross-entropy is never negative
     else:  # no point yet: say so, rather than draw an axis from -1 to 4 with nothing on it
-        figure.add_annotation(text="Appears with the first training step", showarrow=False, x=0.5, y=0.5,
+        figure.add_annotation(text="Appears a few seconds into training", showarrow=False, x=0.5, y=0.5,
                               xref="paper", yref="paper", font=dict(color="#888", size=14))
         figure.update_yaxes(range=[0, 2.5], showticklabels=False)
     return _layout(figure, "Training loss", "cross-entropy", epochs)

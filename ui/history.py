@@ -18,6 +18,7 @@ from mnist_core.runs import (
     RunDamaged,
     RunSummary,
     delete_run,
+    duration,
     run_name,
     settings_to_reuse,
     summarize,
@@ -26,7 +27,7 @@ from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG, compare_figures
 from ui.hosted import NOT_YOURS_HELP, may_change, visitor
-from ui.live_run import BEST_ACCURACY_HELP, TRAIN_TIME_HELP, duration, open_in_buttons, watch, watched_id
+from ui.live_run import BEST_ACCURACY_HELP, TRAIN_TIME_HELP, open_in_buttons, watch, watched_id
 from ui.state import DEFAULT, model_choices, runner, select_model, selected_model
 from ui.train_form import CUSTOM, reuse_settings
 

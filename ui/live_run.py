@@ -1,40 +1,32 @@
 """The live view of one run: progress, curves, the first layer's filters, Stop, and the summary once it ends.
 
-It polls the run folder from two fragments, so only this part of the page reruns, and only
-while the run is queued or running: the progress line every POLL_SECONDS, the charts every
-CURVES_POLL_SECONDS. Any tab, and any reload, shows the same run because everything comes from
-the run folder.
+While the run is queued or running, its progress line is kept fresh by the browser itself
+(ui/live_feed.py), without rerunning the page; the charts and filters are in a fragment that
+reruns only when the line's element asks: when there are new points to draw (at most every
+live_feed.CURVES_SECONDS) and when the run ends, which redraws the whole page once. Any tab, and
+any reload, shows the same run because everything comes from the run folder.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from mnist_core.events import GRAPH_METHOD, Compiled, EpochEnd, Started
+from mnist_core.events import GRAPH_METHOD, Compiled, EpochEnd
 from mnist_core.inference import load_model
 from mnist_core.inside import conv_filters
 from mnist_core.job import RUN, TRIAL
 from mnist_core.listing import run_jobs, runs_of
-from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, run_name, summarize
+from mnist_core.runs import ACTIVE_STATES, Run, RunSummary, duration, run_name, summarize
 from mnist_core.storage import plain_error
 from mnist_core.visitors import NotYours
 from ui.charts import CHART_CONFIG, training_loss_figure, validation_figure
 from ui.glossary import explain
 from ui.hosted import may_change, visitor
 from ui.inside_charts import filters_picture
+from ui.live_feed import live_feed, look_now
 from ui.state import runner, select_model
 
 WATCHED_RUN = "watched_run"
-# What a look costs: each redraw takes the browser's CPU, and on a small machine that is taken
-# from the run it shows (bench/watch_cost.py). The progress line is cheap, so it is redrawn
-# once a second; the charts and filters cost most (0.1-0.3 s of the browser's CPU a redraw on
-# 2 cores, more as the curves grow), so they follow more slowly. Each fragment keeps one pace
-# from Start to the end: changing pace needs a redraw of the whole page, which cost a
-# fast-preset run more than the polls it saved. The price: the first progress line shows up to
-# a second after the first step (it polled 4 times a second until then): 2.15 s after Start
-# rather than 1.78 s (bench/start_latency.py).
-POLL_SECONDS = 1.0
-CURVES_POLL_SECONDS = 2.5
 TRAIN_TIME_HELP = ("Time spent training, the same figure as in the run history: the training steps and the "
                    "model's data-dependent preparation, not loading data, compiling or validating.")
 BEST_ACCURACY_HELP = "The highest after any epoch. " + explain("Validation accuracy")  # the tables' "best val acc %"
@@ -76,23 +68,16 @@ def live_run_panel() -> None:
         _charts([], epochs=1, label_smoothing=0.0, key="none")
         return
     active = summarize(run).state in ACTIVE_STATES
-    if not active:  # a finished run is drawn once
-        _status(run, was_active=False)
+    _status(run)
+    if active:
+        st.fragment(_live)(run)
+    else:  # a finished run is drawn once
         _curves(run)
-        return
-    # Two fragments, two paces: the progress line every POLL_SECONDS; the charts, which cost the
-    # browser most, every CURVES_POLL_SECONDS. The first one redraws the whole page when the run ends.
-    st.fragment(_status, run_every=POLL_SECONDS)(run, was_active=True)
-    st.fragment(_curves, run_every=CURVES_POLL_SECONDS)(run)
 
 
-def _status(run: Run, was_active: bool) -> None:
-    """The run's name, Stop and its progress line."""
-    events = run.events()
-    summary = summarize(run, events)
-    state = summary.state
-    if was_active and state not in ACTIVE_STATES:
-        st.rerun()  # the run just ended: redraw the whole page (curves, summary, history) once
+def _status(run: Run) -> None:
+    """The run's name, and Stop while it is queued or running."""
+    summary = summarize(run)
     header, stop = st.columns([4, 1])
     header.subheader(run_name(summary))  # a name a person tells runs apart by
     header.caption(f"Run {run.id}", help="Its id: the run's folder, and what links and the command line call it.")
@@ -100,16 +85,23 @@ def _status(run: Run, was_active: bool) -> None:
         st.error(f"{summary.message} It can be deleted in the run history below.", icon=":material/broken_image:")
         return
     # On a shared demo only the visitor who started the run is offered Stop (the runner refuses others).
-    mine = may_change(summary.owner)
-    if state in ACTIVE_STATES and mine and stop.button("Stop", icon=":material/stop_circle:", type="secondary",
-                                                       width="stretch", key=f"stop_{run.id}"):
+    if summary.state in ACTIVE_STATES and may_change(summary.owner) and stop.button(
+            "Stop", icon=":material/stop_circle:", type="secondary", width="stretch", key=f"stop_{run.id}"):
         try:
             runner().cancel(run, by=visitor())
         except (OSError, NotYours) as error:
             st.error(f"Could not stop the run: {plain_error(error)}")
         else:
             st.toast("Stopping after the current step…")
-    _status_line(run, summary, events)
+
+
+def _live(run: Run) -> None:
+    """A queued or running run's progress line (the browser keeps it fresh), charts and filters."""
+    now = look_now(run)
+    if not now.active:
+        st.rerun()  # the run just ended: redraw the whole page (summary, history) once
+    live_feed(run, now)
+    _curves(run)
 
 
 def _curves(run: Run) -> None:
@@ -160,30 +152,6 @@ def _filters_picture(checkpoint: str, stamp: int):
     return name, filters_picture(weights)[0]
 
 
-def _status_line(run: Run, summary: RunSummary, events: list) -> None:
-    state, config = summary.state, summary.config
-    if state == "queued":
-        position = runner().queue_position(run)
-        waiting = f"waiting for a free slot: number {position} in the queue" if position else "starting…"
-        st.progress(0.0, text=f":material/hourglass_top: Queued, {waiting}")
-        return
-    if state != "running":
-        return
-    last = summary.last_progress
-    if last is None:
-        compiling = (config.compile_model and any(isinstance(e, Started) for e in events)
-                     and not any(isinstance(e, Compiled) for e in events))
-        st.progress(0.0, text="Compiling the model with torch.compile (a minute or more on a CPU)…" if compiling
-                    else "Loading data and building the model…")
-        return
-    started = next((e for e in events if isinstance(e, Started)), None)
-    left = summary.seconds_left
-    st.progress(summary.progress, text=f"Epoch {last.epoch}/{config.epochs} · step {last.step}/{last.steps_per_epoch} · "
-                f"{last.images_per_second:,.0f} images/s"
-                + (f" · about {duration(left)} left" if left is not None else " · estimating the time left…")
-                + (f" · {started.device}" if started else ""))
-
-
 def _summary(run: Run, summary: RunSummary, events: list) -> None:
     finished = summary.finished
     if finished:
@@ -216,16 +184,6 @@ def open_in_buttons(run: Run, key: str = "live") -> None:
     if draw.button("Open in Draw", icon=":material/draw:", width="stretch", key=f"{key}_d_{run.id}"):
         select_model(run.id)
         st.switch_page("pages/draw.py")
-
-
-def duration(seconds: float) -> str:
-    if seconds < 0.995:  # a GPU trains the fast preset in 0.07 s: "0 s" would say nothing
-        return f"{max(0.0, seconds):.2f} s"
-    minutes, seconds = divmod(max(0, round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 def _preparing(events: list) -> tuple[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.conftest import assert_no_errors, open_page, wait_idle
@@ -35,36 +33,27 @@ def test_every_page_loads_without_errors(page, app_server, path, heading):
     assert_no_errors(page)
 
 
-def start_short_run(page, app_server) -> None:
-    """Open Train and start one epoch on the browser tests' 20,000 training images at batch 16:
-    about 4 s on 2 cores, long enough to see the progress line and the curve while it trains."""
+def start_short_run(page, app_server, batch: int = 16) -> None:
+    """Open Train and start one epoch on the browser tests' 20,000 training images: about 4 s on
+    2 cores at batch 16, long enough to see the progress line move; about twice that at batch 8."""
     open_page(page, app_server)
     set_number(page, "Epochs", 1)
-    set_number(page, "Batch size", 16)
+    set_number(page, "Batch size", batch)
     page.get_by_text("More settings").click()
     set_number(page, "Train on the first N images only (0 = all 60,000)", 20000)
     page.get_by_role("button", name="Start training").click()
 
 
-def test_train_a_short_run_and_watch_it_live(page, app_server):
+def test_a_short_run_ends_in_its_summary_and_history_row(page, app_server):
+    # With the live view's route out of reach (a host that serves the script without it), the page
+    # still follows the run: it asks the server to redraw it instead, at the charts' slower pace.
+    cut_off = []
+    page.route("**/api/live/**", lambda route: (cut_off.append(route.request.url), route.abort()))
     start_short_run(page, app_server)
-
-    # The loss chart gains points while the job trains.
-    deadline = time.monotonic() + 90
-    while loss_points(page) < 2 and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    first = loss_points(page)
-    assert first >= 2, "the loss chart never showed training progress"
-    # The charts are redrawn every CURVES_POLL_SECONDS (2.5 s): the chart has
-    # grown, or the run has ended (then the summary is drawn, with the whole curve; on a fast
-    # machine that comes first).
-    page.wait_for_function(
-        f"([first]) => ({LOSS_POINTS})() > first || document.body.innerText.includes('Test accuracy')",
-        arg=[first], timeout=15_000,
-    )
 
     page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)
     assert_no_errors(page)
+    assert cut_off and loss_points(page) >= 2  # the whole curve (test_train_live.py follows it while it grows)
     history = page.locator("[data-testid='stDataFrame']").last  # below both tabs (Sweep may hold a leaderboard)
     history.wait_for()
     page.wait_for_function(

@@ -1,0 +1,130 @@
+"""A running run's progress line, kept fresh by the browser itself, and the web route it reads.
+
+Why: every rerun of a Streamlit script, even of a one-line fragment, makes the browser redraw
+the whole Train page, about 0.1 s of its CPU on 2 cores, taken from the run it shows
+(bench/watch_cost.py). So while a run is queued or running, an invisible-cost element in the page
+asks the server for one small JSON look at the run (`GET api/live/<run id>`, mnist_core.live_look)
+every FEED_SECONDS and redraws only its own bar and line. It asks Streamlit for a rerun only when
+the page has something to redraw: new points for the charts (at most every CURVES_SECONDS), or the
+run's end (the summary).
+
+The route is served by app.py's st.App. Where it cannot be reached (another server in front, a
+host that runs the script without it), the element falls back to asking for a rerun every
+CURVES_SECONDS, each one bringing a fresh look from the server: slower, never stuck.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mnist_core.links import RUN_ID
+from mnist_core.live_look import Look, look
+from mnist_core.runs import Run, default_runs_dir
+
+FEED_PATH = "api/live"  # relative to the page, so that a server's base path is kept
+FEED_SECONDS = 0.5  # one look costs the browser well under a millisecond, the server a few
+CURVES_SECONDS = 5.0  # a redraw of the charts costs the browser about 0.2 s of CPU on 2 cores
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def look_now(run: Run) -> Look:
+    """A look at `run` with its place in this server's job queue."""
+    from mnist_core.jobs import queue_position  # brings PyTorch: not when app.py imports this for the route
+
+    return look(run, queue_position(run))
+
+
+async def _feed(request: Request) -> JSONResponse:
+    """GET api/live/<run id>: one look at that run, as JSON; 404 for a name that is not a run here.
+
+    It says no more than the run history shows anyone, and changes nothing."""
+    run_id = request.path_params["run_id"]
+    folder = default_runs_dir() / run_id
+    if not RUN_ID.fullmatch(run_id) or not folder.is_dir():
+        return JSONResponse({"error": "no such run"}, status_code=404, headers=_NO_STORE)
+    now = await run_in_threadpool(look_now, Run(folder))  # file reads: not on the server's event loop
+    return JSONResponse(now.as_json(), headers=_NO_STORE)
+
+
+ROUTES = [Route(f"/{FEED_PATH}/{{run_id}}", _feed, methods=["GET"])]
+
+_FEED_CSS = """
+.mnist-live { font-family: var(--st-font, sans-serif); color: var(--st-text-color, #31333f); }
+.mnist-live-line { font-size: 0.875rem; margin: 0 0 0.35rem 0; min-height: 1.3em; }
+.mnist-live-bar { height: 0.5rem; border-radius: 0.25rem; background: var(--st-secondary-background-color, #f0f2f6); overflow: hidden; }
+.mnist-live-fill { height: 100%; background: var(--st-primary-color, #4f46e5); }
+"""
+
+_FEED_JS = """
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let box = parentElement.querySelector(".mnist-live");
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "mnist-live";
+    box.innerHTML = '<p class="mnist-live-line" aria-live="polite"></p>' +
+      '<div class="mnist-live-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100">' +
+      '<div class="mnist-live-fill"></div></div>';
+    parentElement.appendChild(box);
+  }
+  const line = box.querySelector(".mnist-live-line");
+  const bar = box.querySelector(".mnist-live-bar");
+  const fill = box.querySelector(".mnist-live-fill");
+  const show = (look) => {
+    const percent = Math.round(1000 * look.progress) / 10;
+    line.textContent = look.line;
+    fill.style.width = percent + "%";
+    bar.setAttribute("aria-valuenow", String(percent));
+  };
+  show(data.look);
+  // One poller per element: this render's replaces the last one's.
+  if (parentElement.mnistStopFeed) parentElement.mnistStopFeed();
+  const drawnAt = Date.now();
+  let timer = null, done = false;
+  const redraw = (why) => { done = true; setTriggerValue("redraw", why); };
+  const poll = async () => {
+    let now = null;
+    try {
+      const response = await fetch(data.url, { cache: "no-store" });
+      if (response.ok) now = await response.json();
+    } catch (error) { now = null; }
+    if (done) return;
+    const waited = Date.now() - drawnAt;
+    if (now === null) {  // no route here: the server draws each look, at the charts' pace
+      if (waited >= data.curvesMs) return redraw("no feed");
+    } else {
+      show(now);
+      if (!now.active) return redraw("ended");
+      if (now.events !== data.look.events && waited >= data.curvesMs) return redraw("new points");
+    }
+    timer = window.setTimeout(poll, data.feedMs);
+  };
+  timer = window.setTimeout(poll, data.feedMs);
+  parentElement.mnistStopFeed = () => { done = true; window.clearTimeout(timer); };
+  return parentElement.mnistStopFeed;
+}
+"""
+
+
+def live_feed(run: Run, first: Look) -> None:
+    """The run's progress bar and line, from `first` (the look this script run took), then kept fresh
+    by the browser; a rerun of the calling fragment follows when the page has something to redraw."""
+    _component()(data={"url": f"{FEED_PATH}/{run.id}", "look": first.as_json(), "feedMs": int(FEED_SECONDS * 1000),
+                       "curvesMs": int(CURVES_SECONDS * 1000)},
+                 key=f"live_feed_{run.id}", on_redraw_change=_nothing)
+
+
+def _nothing() -> None:
+    """The rerun the element asks for is the whole answer: the fragment reads the run afresh."""
+
+
+@functools.cache
+def _component():
+    # Not in a shadow root: the line is part of the page's text (find-in-page, screen readers, tests).
+    return st.components.v2.component("mnist_live_feed", js=_FEED_JS, css=_FEED_CSS, isolate_styles=False)

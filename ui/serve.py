@@ -1,0 +1,39 @@
+"""What app.py's st.App is made of, beside the app's script: its extra route and how it ends.
+
+`streamlit run app.py` sees the st.App in app.py and serves it with uvicorn. Two things come
+with that, both here:
+- the live view's JSON route (ui/live_feed.py);
+- the end. Once uvicorn has closed every connection it runs the app's lifespan to its end, and
+  would then re-raise the signal that stopped it: SIGTERM would end the process as killed (exit
+  code -15). So the lifespan stops Streamlit's runtime, waits for it, and ends the process with
+  exit code 0 (mnist_core.shutdown.exit_now; its deadline bounds a stop that hangs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mnist_core import shutdown
+from ui import live_feed
+
+ROUTES = [*live_feed.ROUTES]  # the app's routes beside Streamlit's own
+RUNTIME_STOP_SECONDS = 3.0  # Streamlit's runtime stops in well under a second
+
+
+@asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    yield
+    from streamlit import runtime
+    from streamlit.runtime import RuntimeState
+
+    if runtime.exists():
+        server = runtime.get_instance()
+        server.stop()  # what Streamlit would do next; it ends its sessions' script runs
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RUNTIME_STOP_SECONDS
+        while server.state != RuntimeState.STOPPED and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    shutdown.exit_now()
