@@ -66,7 +66,7 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
     try:
         start = await watcher.ensure_job()
         watcher.keep_training()
-        polls = watcher.session.auto_reruns_sent
+        polls = watcher.polls
         await asyncio.sleep(args.idle_seconds)  # the job's speed, and the server's CPU, with nobody drawing
         idle_until = time.monotonic()
         baseline = watcher.images_per_second(start.at, idle_until)
@@ -74,7 +74,7 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
         seconds = idle_until - start.at
         print(f"\nnobody drawing, {seconds:.0f} s (Train watcher only): server {100 * idle.get('server', 0) / seconds:.0f} %, "
               f"job {100 * idle.get('job', 0) / seconds:.0f} % of one core; job {baseline or 0:,.0f} images/s; "
-              f"watcher polls {watcher.session.auto_reruns_sent - polls}; training on {start.device or '?'}", flush=True)
+              f"watcher polls {watcher.polls - polls}; training on {start.device or '?'}", flush=True)
         if args.hostile:
             hostile = Hostile(url)
             await hostile.open()
@@ -84,11 +84,11 @@ async def measure(args, url: str, runs_dir: Path, sampler: Sampler) -> None:
                   "as fast as the server answers, until the last phase ends", flush=True)
         for count in args.sessions:
             await watcher.ensure_job()
-            polls, jobs = watcher.session.auto_reruns_sent, watcher.jobs_started
+            polls, jobs = watcher.polls, watcher.jobs_started
             phase = await run_phase(url, recording, count, args.strokes, seed=count)
             job = report.JobFigures(watcher.images_per_second(phase.since, phase.until), baseline,
                                     job_point(runs_dir).describe(), watcher.jobs_started - jobs,
-                                    watcher.session.auto_reruns_sent - polls)
+                                    watcher.polls - polls)
             print()
             print("\n".join(report.phase_block(phase, sampler, job, sampler.generator_cpu(phase.since, phase.until))),
                   flush=True)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mnist_core.events import Compiled, Started
-from mnist_core.runs import ACTIVE_STATES, Run, duration, summarize
+from mnist_core.runs import ACTIVE_STATES, DAMAGED, Run, duration, summarize
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Look:
     active: bool  # queued or running: more looks will follow
     progress: float  # how much of the training is done, 0..1
     line: str  # the progress line: "Epoch 2/5 · step 300/938 · 8,412 images/s · about 41 s left · cpu"
-    events: int  # how many events the run has recorded so far
+    events: int  # how many events the run has recorded so far (0 once it is over: not read then)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -29,6 +29,9 @@ class Look:
 
 def look(run: Run, queue_position: int | None = None) -> Look:
     """The run as it is now; `queue_position` is its place in the job queue (1 = next), if it waits in one."""
+    state = run.current_status().get("state")
+    if state not in ACTIVE_STATES:  # over (or damaged): nothing more to follow, and no events to read
+        return Look(state=state or DAMAGED, active=False, progress=1.0, line="", events=0)
     events = run.events()
     summary = summarize(run, events)
     state, config = summary.state, summary.config

@@ -126,6 +126,12 @@ def _arm_deadline(seconds: float) -> None:
         timer.start()
 
 
+def watching() -> bool:
+    """Whether `watch` has been called in this process: it is a server that has run the app."""
+    with _lock:
+        return _watching
+
+
 def exit_now() -> None:
     """End the process now, with exit code 0: for a server that has stopped cleanly and whose web
     layer would otherwise end it its own way. uvicorn, which serves app.py's st.App, re-raises the

@@ -16,6 +16,7 @@ CURVES_SECONDS, each one bringing a fresh look from the server: slower, never st
 from __future__ import annotations
 
 import functools
+import sys
 
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +28,9 @@ from mnist_core.links import RUN_ID
 from mnist_core.live_look import Look, look
 from mnist_core.runs import Run, default_runs_dir
 
-FEED_PATH = "api/live"  # relative to the page, so that a server's base path is kept
+# Fetched relative to the page. st.App serves it at the server's root, not under Streamlit's
+# server.baseUrlPath: with a base path set, the route is missed and the page falls back (below).
+FEED_PATH = "api/live"
 FEED_SECONDS = 0.5  # one look costs the browser well under a millisecond, the server a few
 CURVES_SECONDS = 5.0  # a redraw of the charts costs the browser about 0.2 s of CPU on 2 cores
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -35,7 +38,9 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 def look_now(run: Run) -> Look:
     """A look at `run` with its place in this server's job queue."""
-    from mnist_core.jobs import queue_position  # brings PyTorch: not when app.py imports this for the route
+    if "mnist_core.jobs" not in sys.modules:  # no page has run yet, so no queue: and no PyTorch to import
+        return look(run)
+    from mnist_core.jobs import queue_position
 
     return look(run, queue_position(run))
 
@@ -43,10 +48,11 @@ def look_now(run: Run) -> Look:
 async def _feed(request: Request) -> JSONResponse:
     """GET api/live/<run id>: one look at that run, as JSON; 404 for a name that is not a run here.
 
-    It says no more than the run history shows anyone, and changes nothing."""
+    It says no more than the run history shows anyone. Like the history, it may record a run
+    whose process has died as interrupted; it changes nothing else."""
     run_id = request.path_params["run_id"]
     folder = default_runs_dir() / run_id
-    if not RUN_ID.fullmatch(run_id) or not folder.is_dir():
+    if not RUN_ID.fullmatch(run_id) or not (folder / "config.json").is_file():  # a run folder, not sweeps/ or marks
         return JSONResponse({"error": "no such run"}, status_code=404, headers=_NO_STORE)
     now = await run_in_threadpool(look_now, Run(folder))  # file reads: not on the server's event loop
     return JSONResponse(now.as_json(), headers=_NO_STORE)
@@ -83,30 +89,43 @@ export default function (component) {
     bar.setAttribute("aria-valuenow", String(percent));
   };
   show(data.look);
-  // One poller per element: this render's replaces the last one's.
+  // One poller per element: this render's replaces the last one's (Streamlit calls this function
+  // again only when the data changed, and calls the cleanup only when the element goes).
   if (parentElement.mnistStopFeed) parentElement.mnistStopFeed();
-  const drawnAt = Date.now();
-  let timer = null, done = false;
-  const redraw = (why) => { done = true; setTriggerValue("redraw", why); };
+  let stopped = false, timer = null, asking = null, askedAt = Date.now();
+  // Ask for a rerun at most every curvesMs, and keep polling: a rerun that brings the same data
+  // does not call this function again, and must not leave the line frozen.
+  const redraw = (why) => {
+    if (Date.now() - askedAt < data.curvesMs) return;
+    askedAt = Date.now();
+    setTriggerValue("redraw", why);
+  };
   const poll = async () => {
+    if (document.hidden) return;  // a tab nobody looks at costs nothing; it catches up when shown
     let now = null;
+    asking = new AbortController();
+    const giveUp = window.setTimeout(() => asking.abort(), 5000);
     try {
-      const response = await fetch(data.url, { cache: "no-store" });
+      const response = await fetch(data.url, { cache: "no-store", signal: asking.signal });
       if (response.ok) now = await response.json();
     } catch (error) { now = null; }
-    if (done) return;
-    const waited = Date.now() - drawnAt;
-    if (now === null) {  // no route here: the server draws each look, at the charts' pace
-      if (waited >= data.curvesMs) return redraw("no feed");
-    } else {
-      show(now);
-      if (!now.active) return redraw("ended");
-      if (now.events !== data.look.events && waited >= data.curvesMs) return redraw("new points");
-    }
-    timer = window.setTimeout(poll, data.feedMs);
+    window.clearTimeout(giveUp);
+    if (stopped) return;
+    if (now === null) return redraw("no feed");  // no route here: the server draws each look instead
+    show(now);
+    if (!now.active) return redraw("ended");
+    if (now.events !== data.look.events) redraw("new points");
   };
-  timer = window.setTimeout(poll, data.feedMs);
-  parentElement.mnistStopFeed = () => { done = true; window.clearTimeout(timer); };
+  const loop = async () => {
+    await poll();
+    if (!stopped) timer = window.setTimeout(loop, data.feedMs);
+  };
+  timer = window.setTimeout(loop, data.feedMs);
+  parentElement.mnistStopFeed = () => {
+    stopped = true;
+    window.clearTimeout(timer);
+    if (asking) asking.abort();
+  };
   return parentElement.mnistStopFeed;
 }
 """

@@ -5,8 +5,9 @@ with that, both here:
 - the live view's JSON route (ui/live_feed.py);
 - the end. Once uvicorn has closed every connection it runs the app's lifespan to its end, and
   would then re-raise the signal that stopped it: SIGTERM would end the process as killed (exit
-  code -15). So the lifespan stops Streamlit's runtime, waits for it, and ends the process with
-  exit code 0 (mnist_core.shutdown.exit_now; its deadline bounds a stop that hangs).
+  code -15). So in a server that has run the app, the lifespan stops Streamlit's runtime, waits
+  for it, and ends the process with exit code 0 (mnist_core.shutdown.exit_now); a stop that hangs
+  is left to shutdown's deadline (exit code 1).
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     from streamlit import runtime
     from streamlit.runtime import RuntimeState
 
-    if runtime.exists():
-        server = runtime.get_instance()
-        server.stop()  # what Streamlit would do next; it ends its sessions' script runs
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RUNTIME_STOP_SECONDS
-        while server.state != RuntimeState.STOPPED and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-    shutdown.exit_now()
+    # Only in a server that has run the app (the page's first run calls shutdown.watch), never in a
+    # process that merely mounts or tests this app: that one ends its own way.
+    if not (runtime.exists() and shutdown.watching()):
+        return
+    server = runtime.get_instance()
+    server.stop()  # what Streamlit would do next; it ends its sessions' script runs
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RUNTIME_STOP_SECONDS
+    while server.state != RuntimeState.STOPPED and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if server.state == RuntimeState.STOPPED:
+        shutdown.exit_now()
+    # Otherwise a stop that hangs: the deadline armed by shutdown.watch ends it (exit code 1, stacks on stderr).

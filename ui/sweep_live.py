@@ -1,6 +1,6 @@
 """The Sweep tab's right side: the chosen sweep, live from its folder.
 
-A fragment polls once a second while the sweep is active (like the live run panel) and stops
+A fragment polls once a second while the sweep is active and stops
 when it is over: progress, a Stop button, the leaderboard, settings against accuracy
 (parallel coordinates), every trial's validation curve, and a finished trial to open in
 Mistakes or Draw. The charts are built by `ui.sweep_charts`.

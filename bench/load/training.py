@@ -1,8 +1,9 @@
 """The training job that runs during the load, and a Train tab watching it, both without a browser.
 
 The watcher is one websocket session on the Train page (bench.load.session). Like an open Train
-tab it keeps polling the live view: the server asks for its fragments' `run_every` timers
-(`auto_rerun`), and the session sends those reruns. Whenever no job is active it replays the
+tab it keeps polling the live view: it reads the job's look from `GET api/live/<run id>` every
+ui.live_feed.FEED_SECONDS, as the page's element does, and sends the reruns the server asks for
+with its fragments' `run_every` timers (`auto_rerun`: the run history's). Whenever no job is active it replays the
 recorded Start click, so the whole test runs while one job trains (hosted mode allows one job
 per session; the recording's job belongs to the browser's session). The job's speed comes from
 its step count in events.jsonl, noted once a second.
@@ -13,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load.recording import Recording
 from bench.load.server import read_status
 from bench.load.session import Session
+from ui.live_feed import FEED_PATH, FEED_SECONDS
 
 ACTIVE = ("queued", "running")
 POINT_SECONDS = 1.0
@@ -49,6 +52,11 @@ class JobPoint:
         done = self.global_step / (self.epochs * self.steps_per_epoch) if self.epochs else 0.0
         return (f"job {self.run}: {self.state}, epoch {self.epoch} step {self.step} of {self.steps_per_epoch} "
                 f"({done:.0%} of {self.epochs} epochs)")
+
+
+def _read(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
 
 
 def newest_run(runs_dir: Path) -> Path | None:
@@ -100,6 +108,8 @@ class Watcher:
         self.errors: list[str] = []
         self._lock = asyncio.Lock()
         self._keeper: asyncio.Task | None = None
+        self._reader: asyncio.Task | None = None
+        self.looks_read = 0
 
     async def open(self) -> None:
         timing = await self.session.open(self.recording.train_open)
@@ -130,8 +140,27 @@ class Watcher:
                     await asyncio.sleep(1)
             raise RuntimeError(f"no job reached its training loop within {timeout_s:.0f} s")
 
+    @property
+    def polls(self) -> int:
+        """What the watcher has asked the server for to follow the job: looks read and fragment reruns."""
+        return self.looks_read + self.session.auto_reruns_sent
+
     def keep_training(self) -> None:
         self._keeper = asyncio.create_task(self._keep())
+        self._reader = asyncio.create_task(self._read_looks())
+
+    async def _read_looks(self) -> None:
+        """What an open Train tab's live element does while a job runs: read its look, twice a second."""
+        while True:
+            run_dir = newest_run(self.runs_dir)
+            if run_dir is not None and read_status(run_dir).get("state") in ACTIVE:
+                url = f"{self.session.base_url}/{FEED_PATH}/{run_dir.name}"
+                try:
+                    await asyncio.to_thread(_read, url)
+                    self.looks_read += 1
+                except OSError as error:
+                    self.errors.append(f"GET {url}: {error}")
+            await asyncio.sleep(FEED_SECONDS)
 
     async def _keep(self) -> None:
         while True:
@@ -154,7 +183,8 @@ class Watcher:
         return images / (points[-1].at - points[0].at)
 
     async def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            await asyncio.gather(self._keeper, return_exceptions=True)
+        for task in (self._keeper, self._reader):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.session.close()

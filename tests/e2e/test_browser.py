@@ -50,7 +50,7 @@ def test_a_short_run_ends_in_its_summary_and_history_row(page, app_server):
     cut_off = []
     page.route("**/api/live/**", lambda route: (cut_off.append(route.request.url), route.abort()))
     start_short_run(page, app_server)
-
+    page.locator(".mnist-live").wait_for()  # the new run (an earlier test's summary may still be on screen)
     page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)
     assert_no_errors(page)
     assert cut_off and loss_points(page) >= 2  # the whole curve (test_train_live.py follows it while it grows)
