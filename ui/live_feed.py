@@ -92,11 +92,14 @@ export default function (component) {
   // One poller per element: this render's replaces the last one's (Streamlit calls this function
   // again only when the data changed, and calls the cleanup only when the element goes).
   if (parentElement.mnistStopFeed) parentElement.mnistStopFeed();
-  let stopped = false, timer = null, asking = null, askedAt = Date.now();
-  // Ask for a rerun at most every curvesMs, and keep polling: a rerun that brings the same data
-  // does not call this function again, and must not leave the line frozen.
+  let stopped = false, timer = null, asking = null, askedAt = Date.now(), endAsked = false;
+  // Ask for a rerun at most every curvesMs (the end at once, the first time), and keep polling:
+  // a rerun that brings the same data does not call this function again, and must not leave the
+  // line frozen.
   const redraw = (why) => {
-    if (Date.now() - askedAt < data.curvesMs) return;
+    const end = why === "ended" && !endAsked;
+    if (!end && Date.now() - askedAt < data.curvesMs) return;
+    endAsked = endAsked || why === "ended";
     askedAt = Date.now();
     setTriggerValue("redraw", why);
   };
