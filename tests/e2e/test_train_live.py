@@ -59,3 +59,18 @@ def test_the_progress_line_then_the_curve_and_the_history_row_follow_the_run(pag
     page.wait_for_function(f"([before]) => ({HISTORY_TEXT})().split('finished').length > before", arg=[finished])
     assert_no_errors(page)
     print(f"\nclick -> first point: {first_point:.2f} s")
+
+
+def test_without_the_route_a_queued_run_is_still_followed_to_its_summary(page, app_server):
+    """With the live view's route out of reach (a host that serves the script without it, a base
+    path), the page asks the server to redraw it instead, at the charts' pace. A run queued behind
+    another looks the same for several of those redraws: the element must keep asking."""
+    cut_off = []
+    page.route("**/api/live/**", lambda route: (cut_off.append(route.request.url), route.abort()))
+    start_short_run(page, app_server, batch=8)  # A: about 8 s of training
+    page.locator(".mnist-live").wait_for()
+    start_short_run(page, app_server)  # B, from a fresh session: queued behind A (one job at a time here)
+    page.wait_for_function(f"() => ({LINE})().startsWith('Queued')", timeout=10_000)
+    page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)  # B's summary
+    assert cut_off
+    assert_no_errors(page)
