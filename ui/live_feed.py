@@ -2,8 +2,8 @@
 
 Why: every rerun of a Streamlit script, even of a one-line fragment, makes the browser redraw
 the whole Train page, about 0.1 s of its CPU on 2 cores, taken from the run it shows
-(bench/watch_cost.py). So while a run is queued or running, an invisible-cost element in the page
-asks the server for one small JSON look at the run (`GET api/live/<run id>`, mnist_core.live_look)
+(bench/watch_cost.py). So while a run is queued or running, a small element in the page asks
+the server for one small JSON look at the run (`GET api/live/<run id>`, mnist_core.live_look)
 every FEED_SECONDS and redraws only its own bar and line. It asks Streamlit for a rerun only when
 the page has something to redraw: new points for the charts (at most every CURVES_SECONDS), or the
 run's end (the summary).
