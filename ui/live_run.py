@@ -67,8 +67,9 @@ def live_run_panel() -> None:
         # code now, not in the first seconds of the first run (it cost that run about 0.4 s on 2 cores).
         _charts([], epochs=1, label_smoothing=0.0, key="none")
         return
-    active = summarize(run).state in ACTIVE_STATES
     _status(run)
+    # After _status: a Stop just pressed on a queued run has ended it, and it is drawn as ended at once.
+    active = summarize(run).state in ACTIVE_STATES
     if active:
         st.fragment(_live)(run)
     else:  # a finished run is drawn once

@@ -42,9 +42,9 @@ PAGES = (  # (file relative to app.py, title, icon); the first is the default pa
 # Streamlit slides a progress bar to each new value with a CSS transition of its width, which
 # lays out and repaints the bar on every frame of the slide. A bare page with a once-a-second
 # progress line cost headless Chromium 0.077-0.081 cores on 2 cores with the slide, 0.030-0.039
-# without it: CPU taken from the run the line shows. On the Train page the saving is lost in the
-# noise of its larger cost, redrawing the whole page after each poll (docs/benchmarks.md). The
-# bar jumps to each value instead.
+# without it: CPU taken from the run the line shows. The bar jumps to each value instead. (The Train
+# page's live line is no st.progress: it is drawn by ui/live_feed.py, without a transition; the
+# label audit's and the sweep's bars are.)
 CALM_PROGRESS_CSS = ('<style>[data-testid="stProgress"], [data-testid="stProgress"] * '
                      '{ transition: none !important; }</style>')
 
