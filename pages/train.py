@@ -33,49 +33,61 @@ def apply_link() -> None:
         watch(Run(runner().runs_dir / read.value))
 
 
+@st.fragment
+def train_page() -> None:
+    """Everything under the title. A fragment: a click here (Start, above all) redraws this part
+    only, not the page's frame (menu, sidebar, styles), and the browser is done with it sooner.
+
+    On this 2-core machine a Start click that reran the whole app kept headless Chromium busy for
+    0.46-0.87 core-seconds, this fragment's 0.3-0.5 (bench/watch_cost.py), while the run loads its
+    data. Whatever must change the frame (a run that ends, a model chosen in the history) calls
+    st.rerun(), which reruns the whole app."""
+    link_slot = st.container()  # "Copy link", once the page knows which run it shows
+    apply_link()
+    # Both tabs are drawn on every run (not lazily), so neither form forgets its values while the other is shown.
+    single, sweep = st.tabs(["Single run", "Sweep"])
+    with single:
+        form, live = st.columns([1, 2.2], gap="large")
+        with form:
+            config, problems = hyperparameters_ui(runner().policy)
+            busy = runner().start_problem(visitor().id)
+            if busy:
+                st.info(busy, icon=":material/hourglass_top:")
+            if runner().problem:
+                st.warning(runner().problem, icon=":material/warning:")
+            ready = dataset_ready(config.dataset)
+            start = st.empty()
+            if start.button(
+                "Start training",
+                type="primary",
+                icon=":material/play_arrow:",
+                width="stretch",
+                disabled=bool(problems or busy or not ready),
+                help="Fix the settings marked in red first." if problems else None,
+            ):
+                try:
+                    run = runner().submit(config, owner=visitor().id)
+                except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
+                    st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
+                else:
+                    watch(run)  # the live panel, drawn below in this same run, shows it
+                    st.toast(f"Started run {run.id}")
+                    # Greyed at once, so a double click starts one run. No rerun of the whole page:
+                    # drawing it twice cost the run's first second as much CPU as the training.
+                    start.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
+                                 disabled=True, key="start_training_started", help="Started: it trains on the right.")
+        with live:
+            live_run_panel()
+            shown = watched_run()
+            links.follow("train", run=shown.id if shown else None)
+            if shown is not None:
+                with link_slot:
+                    links.copy_link("train_copy_link", run=shown.id)
+    with sweep:
+        sweep_tab()
+    st.divider()
+    run_history()
+
+
 st.title("Train")
-link_slot = st.container()  # "Copy link", once the page knows which run it shows
-apply_link()
-# Both tabs are drawn on every run (not lazily), so neither form forgets its values while the other is shown.
-single, sweep = st.tabs(["Single run", "Sweep"])
-with single:
-    form, live = st.columns([1, 2.2], gap="large")
-    with form:
-        config, problems = hyperparameters_ui(runner().policy)
-        busy = runner().start_problem(visitor().id)
-        if busy:
-            st.info(busy, icon=":material/hourglass_top:")
-        if runner().problem:
-            st.warning(runner().problem, icon=":material/warning:")
-        ready = dataset_ready(config.dataset)
-        start = st.empty()
-        if start.button(
-            "Start training",
-            type="primary",
-            icon=":material/play_arrow:",
-            width="stretch",
-            disabled=bool(problems or busy or not ready),
-            help="Fix the settings marked in red first." if problems else None,
-        ):
-            try:
-                run = runner().submit(config, owner=visitor().id)
-            except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
-                st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
-            else:
-                watch(run)  # the live panel, drawn below in this same run, shows it
-                st.toast(f"Started run {run.id}")
-                # Greyed at once, so a double click starts one run. No rerun of the whole page:
-                # drawing it twice cost the run's first second as much CPU as the training.
-                start.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
-                             disabled=True, key="start_training_started", help="Started: it trains on the right.")
-    with live:
-        live_run_panel()
-        shown = watched_run()
-        links.follow("train", run=shown.id if shown else None)
-        if shown is not None:
-            with link_slot:
-                links.copy_link("train_copy_link", run=shown.id)
-with sweep:
-    sweep_tab()
-st.divider()
-run_history()
+train_page()
