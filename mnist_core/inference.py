@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from torch import nn
 from mnist_core.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import normalize
+from mnist_core.device import one_thread
 from mnist_core.models import MODELS
 from mnist_core.preprocess import canvas_to_mnist
 from mnist_core.saliency import integrated_gradients
@@ -126,14 +125,3 @@ def saliency(model: nn.Module, pixels: np.ndarray, target: int | None = None, da
         return integrated_gradients(model, pixels, target=target, dataset=dataset)
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread for a moment. A single small image gains nothing from a second
-    thread, and while training keeps both cores busy, waiting for one turns a 1 ms forward pass
-    into 60 ms. The setting belongs to the calling thread (OpenMP), so other sessions keep theirs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

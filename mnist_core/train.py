@@ -39,7 +39,7 @@ from torch import nn
 from mnist_core.checkpoint import make_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import Batches, ProgressCallback, load_split, normalize
-from mnist_core.device import device_label, resolve_device
+from mnist_core.device import device_label, one_thread, resolve_device
 from mnist_core.events import GRAPH_METHOD, Cancelled, Compiled, EpochEnd, Event, Failed, Finished, Progress, Started
 from mnist_core.models import MODELS, PREPARE_IMAGES, build_model, count_parameters
 from mnist_core.progress_windows import ProgressWindows
@@ -176,8 +176,9 @@ def _train(config, on_event, should_stop, data_dir, on_checkpoint, on_download, 
     val_images = val_images.to(device)  # evaluated every epoch: sent to the device once
     prepare_start = time.perf_counter()
     prepare = MODELS[config.model].prepare
-    if prepare:
-        prepare(model, normalize(batches.images[:PREPARE_IMAGES], config.dataset))
+    if prepare:  # on one thread: it is small, and it meets the page's redraw after Start (device.one_thread)
+        with one_thread():
+            prepare(model, normalize(batches.images[:PREPARE_IMAGES], config.dataset))
     # Setting weights from the data is part of training: its time counts (milliseconds).
     prepare_seconds = time.perf_counter() - prepare_start
     loss_function = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)

@@ -8,7 +8,8 @@ import mnist_core.inference
 from mnist_core.checkpoint import make_checkpoint, save_checkpoint
 from mnist_core.config import TrainConfig
 from mnist_core.data import normalize
-from mnist_core.inference import one_thread, predict, probabilities, resolve_model, saliency
+from mnist_core.device import one_thread
+from mnist_core.inference import predict, probabilities, resolve_model, saliency
 from mnist_core.models import build_model
 from mnist_core.preprocess import canvas_to_mnist
 

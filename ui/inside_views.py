@@ -27,8 +27,9 @@ from torch import nn
 from mnist_core import embedding
 from mnist_core.config import TrainConfig
 from mnist_core.data import CLASS_NAMES, CLASS_NOUN, DatasetCorrupt, DatasetMissing, load_split
+from mnist_core.device import one_thread
 from mnist_core.embedding import EmbeddingMap
-from mnist_core.inference import file_key, load_model, one_thread, resolve_checkpoint
+from mnist_core.inference import file_key, load_model, resolve_checkpoint
 from mnist_core.inside import LayerOutput, conv_filters, layer_outputs
 from mnist_core.job import ACTIVE_STATES, MAP
 from mnist_core.policy import QuotaExceeded
@@ -78,7 +79,7 @@ def activations_strip(
 
 
 def layers_row(model: nn.Module, config: TrainConfig, image28: np.ndarray | torch.Tensor, key: str) -> None:
-    with one_thread():  # one small image: a second thread only waits (see inference.one_thread)
+    with one_thread():  # one small image: a second thread only waits (see device.one_thread)
         layers = layer_outputs(model, as_tensor(image28), config.dataset)
     st.caption(
         "Each layer's output for this image, in the order the layers run. Feature maps: one tile per "
