@@ -123,5 +123,3 @@ def saliency(model: nn.Module, pixels: np.ndarray, target: int | None = None, da
     """Integrated-gradients attribution [28, 28] (-1..1) of one 0..1 image, on one CPU thread."""
     with one_thread():
         return integrated_gradients(model, pixels, target=target, dataset=dataset)
-
-
