@@ -56,6 +56,14 @@ def test_a_short_run_ends_in_its_summary_and_history_row(page, app_server):
         "() => { const t = document.querySelectorAll('[data-testid=\"stDataFrame\"]');"
         " return t[t.length - 1].textContent.includes('finished'); }"
     )
+    # The summary's "Open in Draw" (drawn inside the Train page's fragment) opens Draw with this run chosen.
+    page.get_by_role("button", name="Open in Draw").first.click()
+    page.wait_for_url("**/draw")
+    wait_idle(page)
+    page.get_by_role("heading", name="Draw").first.wait_for()
+    chosen = page.get_by_role("combobox", name="Model").input_value()
+    assert "Shipped default model" not in chosen and "1 epoch" in chosen, chosen  # the run, not the default
+    assert_no_errors(page)
 
 
 CELL_POSITION = """([trueClass, predictedClass]) => {
