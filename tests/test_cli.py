@@ -110,3 +110,21 @@ def test_a_bad_output_path_is_refused_before_any_training(tiny_data_dir, runs_di
         done = cli("train", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--output", str(output))
         assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr
         assert not runs_dir.exists()  # refused before a run folder was made
+
+
+def test_a_ctrl_c_that_aborts_a_command_ends_it_without_a_traceback():
+    """A real SIGINT, raised as KeyboardInterrupt inside the command (as a second Ctrl-C, or one
+    pressed while it still imports, is): one line on stderr and status 130, no traceback."""
+    interrupted = (
+        "import os, runpy, signal, sys\n"
+        "import mnist_core.cli as cli\n"
+        "def main(argv=None):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return cli.build_parser().parse_args(['presets']) and 0\n"
+        "cli.main = main\n"
+        "sys.argv = ['mnist_core', 'presets']\n"
+        "runpy.run_module('mnist_core', run_name='__main__')\n"
+    )
+    process = subprocess.run([sys.executable, "-c", interrupted], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert process.returncode == 130, process.stderr
+    assert process.stderr.strip() == "aborted (Ctrl-C)", process.stderr
