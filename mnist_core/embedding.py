@@ -21,7 +21,7 @@ The map is cached per checkpoint, next to it (`<checkpoint>.map-test.npz`), or, 
 folder cannot be written, under `runs/embeddings/`. It records the checkpoint's size and
 modification time and is rebuilt when the checkpoint changes. A damaged one (cut off,
 corrupted) is moved aside to `<map>.damaged`, said once (`CacheDamaged`), and built again.
-A build is a job like any other (`MapBuild`, see `mnist_core.job`): its status and progress are
+A build is a job like any other (`MapBuild` in mnist_core.map_job, see `mnist_core.job`): its status and progress are
 in `<map>.building.json`; `start_build` runs it in a child process (`python -m mnist_core embed`),
 which holds a training slot while it works, so the page shows a PCA preview and a progress bar
 meanwhile.
@@ -44,7 +44,8 @@ import torch
 from mnist_core.data import load_split
 from mnist_core.inference import load_model, resolve_checkpoint
 from mnist_core.inside import penultimate_features
-from mnist_core.job import ACTIVE_STATES, MAP, JobFolder, new_status, python_module, start_process
+from mnist_core.job import ACTIVE_STATES, new_status, python_module, start_process
+from mnist_core.map_job import MapBuild
 from mnist_core.runs import EMBEDDINGS_FOLDER, default_runs_dir
 from mnist_core.storage import CacheDamaged, atomic_write_bytes, read_npz
 from mnist_core.train import logits_in_batches
@@ -266,31 +267,6 @@ def place(embedding: EmbeddingMap, model: torch.nn.Module, image: torch.Tensor,
         order = order[order != leave_out]
     nearest = order[:PLACE_NEIGHBOURS]
     return embedding.xy[nearest].mean(0), nearest[:SHOW_NEIGHBOURS]
-
-
-@dataclass(frozen=True)
-class MapBuild(JobFolder):
-    """A map's build, as a job (`mnist_core.job`): its status, stop request and log sit beside the map.
-
-        <map>.building.json   the job's status (queued, running, finished, failed, ...), progress 0..1
-        <map>.build.log       the build's output
-        <map>.stop            present when someone asked the build to stop
-    """
-
-    path: Path  # the map's .npz
-    job_kind = MAP
-
-    @property
-    def status_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".building.json")
-
-    @property
-    def stop_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".stop")
-
-    @property
-    def log_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".build.log")
 
 
 def map_build(checkpoint: str | Path | None, split: str = "test") -> MapBuild:

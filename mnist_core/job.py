@@ -418,7 +418,7 @@ class JobFolder:
     """What every job shares: its status, liveness, events and the stop request.
 
     Runs, trials and audits (`runs.Run`) and sweeps (`sweep.Sweep`) keep them in a folder of
-    their own; a map build (`embedding.MapBuild`) keeps them beside its map, so it names its
+    their own; a map build (`map_job.MapBuild`) keeps them beside its map, so it names its
     own `status_path` and `stop_path`."""
 
     path: Path

@@ -60,7 +60,7 @@ from mnist_core.train import FitResult, fit
 from mnist_core.visitors import Visitor
 
 if TYPE_CHECKING:
-    from mnist_core.embedding import MapBuild
+    from mnist_core.map_job import MapBuild
 
 log = logging.getLogger(__name__)
 

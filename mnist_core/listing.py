@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_core.job import AUDIT_JOB, KINDS, MAP, RUN, TRIAL, JobFolder
+from mnist_core.map_job import MapBuild
 from mnist_core.runs import ACTIVE_STATES, EMBEDDINGS_FOLDER, Run, default_runs_dir, list_runs
 from mnist_core.sweep import list_sweeps
 
@@ -44,8 +45,6 @@ class JobEntry:
 
 
 def _map_builds(runs_dir: Path, runs: Iterable[JobFolder]) -> list[JobFolder]:
-    from mnist_core.embedding import MapBuild  # torch and numpy: only when map builds are asked for
-
     folders = [run.path for run in runs] + [runs_dir / EMBEDDINGS_FOLDER]
     builds = []
     for folder in folders:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_core.config import MODEL_NAMES
 from mnist_core.small_conv import SmallConv2d
 
 
@@ -158,6 +159,8 @@ MODELS: dict[str, ModelSpec] = {
                   "preset", deep_net),
     )
 }
+if tuple(MODELS) != MODEL_NAMES:  # config.py names them without importing torch: the two must agree
+    raise ImportError(f"mnist_core.config.MODEL_NAMES {MODEL_NAMES} does not list mnist_core.models.MODELS {tuple(MODELS)}")
 
 
 def build_model(name: str) -> nn.Module:

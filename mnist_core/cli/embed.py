@@ -2,7 +2,7 @@
 
 A progress bar on stderr; the last stdout line is one JSON object: `path` (an .npz holding `xy`,
 `labels` and `predictions`), `seconds`, `cached`, `points` and `knn_accuracy` (leave-one-out
-10-nearest-neighbour accuracy in 2-D). A build is a job (`embedding.MapBuild`): it waits for a
+10-nearest-neighbour accuracy in 2-D). A build is a job (`map_job.MapBuild`): it waits for a
 free training slot, its progress and end go to the map's status file, which the pages read while
 the app builds a map in the background, and its stop file stops it.
 """
