@@ -69,7 +69,7 @@ def test_without_the_route_a_queued_run_is_still_followed_to_its_summary(page, a
     page.route("**/api/live/**", lambda route: (cut_off.append(route.request.url), route.abort()))
     start_short_run(page, app_server, batch=8)  # A: about 8 s of training
     page.locator(".mnist-live").wait_for()
-    start_short_run(page, app_server)  # B, from a fresh session: queued behind A (one job at a time here)
+    start_short_run(page, app_server, images=2_000)  # B, from a fresh session: queued behind A (one job at a time here)
     page.wait_for_function(f"() => ({LINE})().startsWith('Queued')", timeout=10_000)
     page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)  # B's summary
     assert cut_off
