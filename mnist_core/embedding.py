@@ -21,10 +21,10 @@ The map is cached per checkpoint, next to it (`<checkpoint>.map-test.npz`), or, 
 folder cannot be written, under `runs/embeddings/`. It records the checkpoint's size and
 modification time and is rebuilt when the checkpoint changes. A damaged one (cut off,
 corrupted) is moved aside to `<map>.damaged`, said once (`CacheDamaged`), and built again.
-A build is a job like any other (`MapBuild` in mnist_core.map_job, see `mnist_core.job`): its status and progress are
-in `<map>.building.json`; `start_build` runs it in a child process (`python -m mnist_core embed`),
-which holds a training slot while it works, so the page shows a PCA preview and a progress bar
-meanwhile.
+A build is a job like any other (`MapBuild`, in mnist_core.map_job; see `mnist_core.job`): its
+status and progress are in `<map>.building.json`; `start_build` runs it in a child process
+(`python -m mnist_core embed`), which holds a training slot while it works, so the page shows a
+PCA preview and a progress bar meanwhile.
 """
 
 from __future__ import annotations
