@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # The names of mnist_core.models.MODELS, which checks at import that they agree: checking a
-# config (listing runs, reading a link) then needs no torch.
+# config (listing runs, reading a link) then needs no torch. See known_models().
 MODEL_NAMES = ("seed", "fast", "modern", "deep")
 DATASETS = ("mnist", "fashion-mnist")
 MAX_EPOCHS = 100
@@ -32,6 +33,13 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def known_models() -> tuple[str, ...]:
+    """The names a config's `model` may take: mnist_core.models.MODELS once that is loaded (a
+    benchmark may add a model of its own to it), else MODEL_NAMES, which needs no torch."""
+    models = sys.modules.get("mnist_core.models")
+    return tuple(models.MODELS) if models is not None and hasattr(models, "MODELS") else MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Return self if every field is allowed, else raise ConfigError for the first bad one."""
-        if self.model not in MODEL_NAMES:
-            _fail("model", f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        if self.model not in known_models():
+            _fail("model", f"unknown model {self.model!r}; choose one of {', '.join(known_models())}")
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _check_number("lr", self.lr)
