@@ -10,7 +10,8 @@ class StopOnCtrlC:
     """Install on creation; call it (`should_stop=stop`) to learn whether Ctrl-C was pressed.
 
     The first Ctrl-C only sets the flag, so the job stops cleanly after its current step and
-    records that it was cancelled; a second one raises KeyboardInterrupt as usual."""
+    records that it was cancelled; a second one raises KeyboardInterrupt as usual, which
+    mnist_core/__main__.py turns into "aborted (Ctrl-C)"."""
 
     def __init__(self, what: str = "stopping after this step") -> None:
         self.requested = False

@@ -1,7 +1,8 @@
 """Command line: `python -m mnist_core train|sweep|audit|embed|evaluate|compare|runs|export|jobs|presets|models`.
 
 One module per command beside this one (`cli/train.py`, `cli/sweep.py`, ...); this one parses
-the arguments and hands over. `mnist_core/__main__.py` only calls `main`.
+the arguments and hands over. `mnist_core/__main__.py` calls `main`, and turns a Ctrl-C that
+aborts a command into one line instead of a traceback.
 
 `train` runs the same engine as the app, in the foreground, with a progress bar on stderr;
 Ctrl-C stops it cleanly (the run is marked cancelled, the last epoch's checkpoint kept). The
