@@ -13,6 +13,7 @@ import pytest
 from mnist_core import job
 from mnist_core.config import TrainConfig
 from mnist_core.events import Cancelled, EpochEnd, Finished, Started
+from mnist_core.map_job import MapBuild
 from mnist_core.runs import create_run, list_runs
 from mnist_core.sweep import SweepSpec, create_sweep
 from tests.conftest import dead_pid, fill_disk
@@ -93,8 +94,6 @@ def test_every_kind_records_its_end_on_a_full_disk(full_runs_dir, kind):
     elif kind == "sweep":
         status_path = create_sweep(SweepSpec.from_preset("fast"), full_runs_dir).status_path
     else:
-        from mnist_core.embedding import MapBuild
-
         full_runs_dir.mkdir(parents=True, exist_ok=True)
         build = MapBuild(full_runs_dir / "default.pt.map-test.npz")
         build.update_status(**job.new_status())
@@ -284,7 +283,6 @@ def test_the_history_polls_for_active_jobs_other_than_the_one_the_live_panel_sho
 def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):
     import json
 
-    from mnist_core import embedding
     from mnist_core.audit import AuditSpec, create_audit
     from mnist_core.cli import main
     from mnist_core.listing import list_jobs
@@ -295,7 +293,7 @@ def test_one_listing_shows_every_kind_and_the_cli_prints_it(runs_dir, capsys):
     sweep = create_sweep(SweepSpec.from_preset("fast"), runs_dir)
     trial = create_run(TrainConfig(), runs_dir, extra_status={"sweep": sweep.id, "trial": 1})
     audit = create_audit(AuditSpec(), runs_dir)
-    build = embedding.MapBuild(run.path / "checkpoint.pt.map-test.npz")
+    build = MapBuild(run.path / "checkpoint.pt.map-test.npz")
     build.update_status(**job.new_status(progress=0.5))
     build.update_status(pid=dead_pid())  # its process is gone: it reads as interrupted
     listed = {entry.kind: entry for entry in list_jobs(runs_dir)}

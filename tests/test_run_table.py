@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mnist_core.config import TrainConfig
 from mnist_core.jobs import execute_run
+from mnist_core.map_job import MapBuild
 from mnist_core.run_table import COLUMNS, rows_csv, run_rows
 from mnist_core.runs import create_run, summarize
 
@@ -54,13 +55,18 @@ def test_the_command_prints_the_same_rows(tiny_data_dir, runs_dir):
 
 def test_listing_runs_and_jobs_imports_no_torch(runs_dir):
     """`python -m mnist_core runs` and `jobs` answer in a tenth of a second: reading the runs'
-    settings and every kind of job (map builds included) needs no torch (1.5 s to import)."""
-    create_run(TrainConfig(model="fast", epochs=1, device="cpu"), runs_dir)
-    listing = ("import sys\n"
-               "from mnist_core.listing import list_jobs\n"
-               "from mnist_core.run_table import run_rows\n"
-               "print(len(run_rows(sys.argv[1])), len(list_jobs(sys.argv[1])), 'torch' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", listing, str(runs_dir)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "1", "False"]
+    settings and every kind of job (a map build included) needs no torch (1.5 s to import)."""
+    run = create_run(TrainConfig(model="fast", epochs=1, device="cpu"), runs_dir)
+    MapBuild(run.path / "checkpoint.pt.map-test.npz").update_status(state="queued")  # a map build's status file
+    for command in ("runs", "jobs"):
+        listing = ("import runpy, sys\n"
+                   f"sys.argv = ['mnist_core', {command!r}, '--json', '--runs-dir', {str(runs_dir)!r}]\n"
+                   "try:\n"
+                   "    runpy.run_module('mnist_core', run_name='__main__')\n"
+                   "finally:\n"
+                   "    print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n")
+        done = subprocess.run([sys.executable, "-c", listing], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "torch imported: False", (command, done.stderr)
+        kinds = [json.loads(line)["kind"] for line in done.stdout.splitlines()]
+        assert sorted(kinds) == ["map", "run"], (command, done.stdout)
