@@ -7,8 +7,6 @@ shell script that ran it stops too, the shell reports exit status 130, and the a
 background command ended this way as interrupted. A run it leaves behind is listed as
 interrupted (its process is gone), like any run whose process died."""
 
-import os
-import signal
 import sys
 
 if __name__ == "__main__":
@@ -17,8 +15,7 @@ if __name__ == "__main__":
 
         code = main()
     except KeyboardInterrupt:
-        print("\naborted (Ctrl-C)", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        code = 130  # only if SIGINT could not end the process
+        from mnist_core.ctrl_c import end_as_interrupted
+
+        end_as_interrupted("aborted (Ctrl-C)")
     sys.exit(code)

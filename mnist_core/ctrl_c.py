@@ -1,9 +1,27 @@
-"""Ctrl-C for the long commands (train, sweep, audit): the first asks to stop, the second aborts."""
+"""Ctrl-C for the long commands (train, sweep, audit): the first asks to stop, the second aborts.
+
+`end_as_interrupted` is how a process ends when a Ctrl-C aborts it: the command line's
+(mnist_core/__main__.py) and the server's second Ctrl-C (mnist_core.shutdown)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from typing import NoReturn
+
+
+def end_as_interrupted(message: str) -> NoReturn:
+    """Say `message` on stderr, then end the process by SIGINT, as an interrupted program should:
+    a shell reports exit status 130 and stops a script that ran it, and the app records a
+    background command ended this way as interrupted. Safe in a signal handler: no lock taken."""
+    try:
+        print(f"\n{message}", file=sys.stderr, flush=True)
+    except (AttributeError, OSError, ValueError):  # no stderr, or a closed one
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(130)  # only if SIGINT could not end it
 
 
 class StopOnCtrlC:

@@ -45,10 +45,13 @@ import atexit
 import faulthandler
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+
+from mnist_core.ctrl_c import end_as_interrupted
 
 GRACE_SECONDS = 5.0  # from the moment the stop is noticed; Streamlit itself needs about 0.5 s
 POLL_SECONDS = 0.1
@@ -124,6 +127,35 @@ def _arm_deadline(seconds: float) -> None:
         timer = threading.Timer(seconds, os._exit, args=(1,))
         timer.daemon = True
         timer.start()
+
+
+def second_ctrl_c_ends_at_once() -> None:
+    """The first Ctrl-C says that the server stops and that a second one stops it at once; the
+    second ends the process at once, by SIGINT (`ctrl_c.end_as_interrupted`).
+
+    uvicorn, which serves app.py's st.App, takes a second Ctrl-C during its shutdown as "force
+    quit": it skips the app's lifespan end (and `exit_now` with it), re-raises the signals, and the
+    process ended in two tracebacks and exit code 1. Call this in the main thread once uvicorn's
+    handler is installed (the lifespan's start): it wraps that handler. Running jobs' workers see
+    the server gone and record themselves interrupted, their checkpoints kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set a signal handler
+    first_handler = signal.getsignal(signal.SIGINT)
+    if not callable(first_handler):
+        return
+    pressed = threading.Event()
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if pressed.is_set():  # no lock, no callback: a signal handler may have interrupted anything
+            end_as_interrupted("Stopped at once (Ctrl-C twice).")
+        pressed.set()
+        try:
+            print("\nStopping the server (Ctrl-C again to stop it at once)...", file=sys.stderr, flush=True)
+        except (AttributeError, OSError, ValueError):
+            pass
+        first_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
 
 
 def watching() -> bool:

@@ -195,3 +195,24 @@ def test_a_clean_stop_exits_at_once_with_0_and_any_other_end_keeps_its_exit_code
         sys.exit(3)
     """)
     assert failed.returncode == 3, failed
+
+
+def test_a_second_ctrl_c_ends_the_server_at_once_by_sigint_without_a_traceback():
+    # The handler it wraps stands in for uvicorn's, which only notes the first Ctrl-C and, at the
+    # second, skipped the app's end and ended the process in tracebacks (exit code 1).
+    done = _child("""
+        import os, signal, time
+        from mnist_core import shutdown
+        noted = []
+        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+        shutdown.second_ctrl_c_ends_at_once()
+        os.kill(os.getpid(), signal.SIGINT)
+        print("after the first:", noted, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+        print("still running", flush=True)
+    """)
+    assert done.returncode == -signal.SIGINT, done
+    assert done.stdout.strip() == f"after the first: [{int(signal.SIGINT)}]", done
+    assert "Ctrl-C again to stop it at once" in done.stderr and "Stopped at once" in done.stderr, done
+    assert "Traceback" not in done.stderr

@@ -25,6 +25,7 @@ ROUTES = [*live_feed.ROUTES]  # the app's routes beside Streamlit's own
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
+    shutdown.second_ctrl_c_ends_at_once()  # uvicorn's own second Ctrl-C ends in a traceback
     yield
     from streamlit import runtime
     from streamlit.runtime import RuntimeState
