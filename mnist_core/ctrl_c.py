@@ -14,10 +14,11 @@ from typing import NoReturn
 def end_as_interrupted(message: str) -> NoReturn:
     """Say `message` on stderr, then end the process by SIGINT, as an interrupted program should:
     a shell reports exit status 130 and stops a script that ran it, and the app records a
-    background command ended this way as interrupted. Safe in a signal handler: no lock taken."""
+    background command ended this way as interrupted. Meant for a signal handler too: it takes
+    no lock of the app's, and a message it cannot write does not stop it."""
     try:
         print(f"\n{message}", file=sys.stderr, flush=True)
-    except (AttributeError, OSError, ValueError):  # no stderr, or a closed one
+    except (AttributeError, OSError, ValueError, RuntimeError):  # no stderr, a closed one, or one mid-write
         pass
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)

@@ -151,7 +151,7 @@ def second_ctrl_c_ends_at_once() -> None:
         pressed.set()
         try:
             print("\nStopping the server (Ctrl-C again to stop it at once)...", file=sys.stderr, flush=True)
-        except (AttributeError, OSError, ValueError):
+        except (AttributeError, OSError, ValueError, RuntimeError):  # no stderr, a closed one, or one mid-write
             pass
         first_handler(signum, frame)
 

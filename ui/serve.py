@@ -1,13 +1,15 @@
 """What app.py's st.App is made of, beside the app's script: its extra route and how it ends.
 
-`streamlit run app.py` sees the st.App in app.py and serves it with uvicorn. Two things come
-with that, both here:
+`streamlit run app.py` sees the st.App in app.py and serves it with uvicorn. Three things come
+with that, all here:
 - the live view's JSON route (ui/live_feed.py);
 - the end. Once uvicorn has closed every connection it runs the app's lifespan to its end, and
   would then re-raise the signal that stopped it: SIGTERM would end the process as killed (exit
   code -15). So in a server that has run the app, the lifespan stops Streamlit's runtime, waits
   for it, and ends the process with exit code 0 (mnist_core.shutdown.exit_now); a stop that hangs
   is ended by shutdown's deadline (exit code 1, the threads' stacks on stderr).
+- a second Ctrl-C: uvicorn's own ends the process in tracebacks, skipping the end above; the
+  lifespan's start has it end the process at once instead (mnist_core.shutdown.second_ctrl_c_ends_at_once).
 """
 
 from __future__ import annotations
