@@ -11,15 +11,21 @@ import sys
 from typing import NoReturn
 
 
+def say(message: str) -> None:
+    """`message` on a line of its own on stderr, from a signal handler too: a stderr that is
+    missing, closed or caught in the middle of a write is skipped, never raised from."""
+    try:
+        print(f"\n{message}", file=sys.stderr, flush=True)
+    except (AttributeError, OSError, ValueError, RuntimeError):
+        pass
+
+
 def end_as_interrupted(message: str) -> NoReturn:
     """Say `message` on stderr, then end the process by SIGINT, as an interrupted program should:
     a shell reports exit status 130 and stops a script that ran it, and the app records a
     background command ended this way as interrupted. Meant for a signal handler too: it takes
-    no lock of the app's, and a message it cannot write does not stop it."""
-    try:
-        print(f"\n{message}", file=sys.stderr, flush=True)
-    except (AttributeError, OSError, ValueError, RuntimeError):  # no stderr, a closed one, or one mid-write
-        pass
+    no lock of the app's."""
+    say(message)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
     os._exit(130)  # only if SIGINT could not end it
@@ -40,7 +46,7 @@ class StopOnCtrlC:
     def _on_interrupt(self, signum, frame) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(f"\n{self.what} (Ctrl-C again to abort)...", file=sys.stderr)
+        say(f"{self.what} (Ctrl-C again to abort)...")
 
     def __call__(self) -> bool:
         return self.requested

@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mnist_core.ctrl_c import end_as_interrupted
+from mnist_core.ctrl_c import end_as_interrupted, say
 
 GRACE_SECONDS = 5.0  # from the moment the stop is noticed; Streamlit itself needs about 0.5 s
 POLL_SECONDS = 0.1
@@ -149,10 +149,7 @@ def second_ctrl_c_ends_at_once() -> None:
         if pressed.is_set():  # no lock, no callback: a signal handler may have interrupted anything
             end_as_interrupted("Stopped at once (Ctrl-C twice).")
         pressed.set()
-        try:
-            print("\nStopping the server (Ctrl-C again to stop it at once)...", file=sys.stderr, flush=True)
-        except (AttributeError, OSError, ValueError, RuntimeError):  # no stderr, a closed one, or one mid-write
-            pass
+        say("Stopping the server (Ctrl-C again to stop it at once)...")
         first_handler(signum, frame)
 
     signal.signal(signal.SIGINT, on_ctrl_c)

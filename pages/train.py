@@ -40,8 +40,8 @@ def train_page() -> None:
 
     On this 2-core machine a Start click that reran the whole app kept headless Chromium busy for
     0.46-0.87 core-seconds, this fragment's 0.3-0.5 (its processes sampled every 0.2 s from /proc),
-    while the run loads its data. Whatever must change the frame (a run that ends, a model chosen in the history) calls
-    st.rerun(), which reruns the whole app."""
+    while the run loads its data. Whatever must change the frame (a run that ends, a model chosen
+    in the history) calls st.rerun(), which reruns the whole app."""
     link_slot = st.container()  # "Copy link", once the page knows which run it shows
     apply_link()
     # Both tabs are drawn on every run (not lazily), so neither form forgets its values while the other is shown.
