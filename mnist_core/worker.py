@@ -11,8 +11,8 @@ process joins the cluster, starts the job there, and writes what it reports into
 folder (`cluster.run_job`).
 
 `--standby SOCKET_FD` starts a worker before there is a job: it imports torch and the
-engine and reads MNIST from disk (the 2 s or so a fresh process spends before its first step),
-then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
+engine (torch._dynamo included) and reads MNIST from disk (the 2-3 s a fresh process spends
+before its first step), then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
 in one message (SCM_RIGHTS); it then trains that run exactly as a fresh worker would. If the
 runner goes away first, the socket closes and the standby exits.
 """
@@ -72,8 +72,15 @@ def _wait_for_run(socket_fd: int, data_dir: str | None) -> str | None:
 
 def _preload(data_dir: str | None) -> None:
     """What a job would do first: import the engine and read MNIST (when it is there) into memory."""
+    import torch
+
     from mnist_core import train  # noqa: F401 - torch and the models, imported once, now
     from mnist_core.data import is_present, load_split
+
+    # A job's first optimizer imports torch._dynamo (torch.optim.Optimizer.__init__ does, for every
+    # optimizer): about 1 s on one core of the 2-core machine, between the Start click and the
+    # first step. Made now, while nobody waits.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     if is_present("mnist", data_dir):
         try:
