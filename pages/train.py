@@ -66,7 +66,8 @@ def train_page() -> None:
                 help="Fix the settings marked in red first." if problems else None,
             ):
                 try:
-                    run = runner().submit(config, owner=visitor().id)
+                    # Held until this page is drawn in the browser (ui/live_feed.py), one second at most.
+                    run = runner().submit(config, owner=visitor().id, hold=True)
                 except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
                     st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
                 else:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_core import slots
+from mnist_core import jobs, slots
 from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetMissing
 from mnist_core.events import EpochEnd, Finished
@@ -46,8 +46,8 @@ def test_a_stop_request_cancels_and_keeps_the_last_checkpoint(tiny_data_dir, run
 def test_runner_trains_in_the_background_queues_and_cancels(tiny_data_dir, runs_dir):
     runner = JobRunner(runs_dir, tiny_data_dir, max_running=1)
     slow = runner.submit(SLOW, owner="a")
-    quick = runner.submit(QUICK, owner="b")
-    assert runner.queue_position(quick) == 1 and runner.queue_position(slow) is None
+    quick = runner.submit(QUICK, owner="b", hold=True)  # would wait for a slot anyway: not held, and numbered
+    assert runner.queue_position(quick) == 1 and runner.queue_position(slow) is None and not runner.is_held(quick)
     assert quick.status()["state"] == "queued"
     assert wait_for(lambda: slow.status()["state"] == "running" and slow.events())
     assert quick.status()["state"] == "queued"  # only one job trains at a time
@@ -68,6 +68,34 @@ def test_cancelling_a_queued_job_never_starts_it(tiny_data_dir, runs_dir):
     runner.cancel(slow)
     assert wait_for(lambda: slow.status()["state"] == "cancelled", timeout=30)
     assert waiting.events() == []
+
+
+def test_a_held_job_starts_when_its_page_lets_it_go(tiny_data_dir, runs_dir, monkeypatch):
+    monkeypatch.setattr(jobs, "HOLD_SECONDS", 60.0)  # only the release can start it within this test
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    run = runner.submit(QUICK, hold=True)
+    runner._poll()  # what the watcher does every 0.2 s: a held job stays where it is
+    assert runner.is_held(run) and run.status()["state"] == "queued" and runner._running == {}
+    assert runner.queue_position(run) is None  # "starting", not "waiting for a slot"
+    runner.release(run)
+    assert not runner.is_held(run) and run.id in runner._running  # started at once: the slot was free
+    assert wait_for(lambda: run.status()["state"] == "finished")
+
+
+def test_a_held_job_that_is_never_let_go_starts_after_a_moment(tiny_data_dir, runs_dir):
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    run = runner.submit(QUICK, hold=True)  # its page never says it is drawn (a closed tab)
+    assert runner.is_held(run)
+    assert wait_for(lambda: run.status()["state"] == "finished")  # the watcher starts it after HOLD_SECONDS
+
+
+def test_cancelling_a_held_job_never_starts_it(tiny_data_dir, runs_dir):
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    run = runner.submit(QUICK, hold=True)
+    runner.cancel(run)
+    assert not runner.is_held(run) and run.status()["state"] == "cancelled"
+    runner.release(run)  # the page's word comes after the Stop: nothing happens
+    assert runner._running == {} and run.events() == []
 
 
 def test_a_job_without_its_data_is_refused_before_any_run_folder_exists(tmp_path, tiny_data_dir, runs_dir):

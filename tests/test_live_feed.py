@@ -12,10 +12,13 @@ import json
 
 from starlette.requests import Request
 
+from mnist_core import jobs
 from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished, Progress, Started
+from mnist_core.jobs import JobRunner
 from mnist_core.live_look import look
 from mnist_core.runs import create_run
+from tests.conftest import wait_for
 from ui.live_feed import ROUTES
 
 
@@ -48,17 +51,17 @@ def test_an_ended_run_is_no_longer_active(runs_dir):
     assert (now.state, now.active, now.progress, now.line) == ("finished", False, 1.0, "")
 
 
-def _get(path: str, runs_dir, monkeypatch):
-    """The route's answer to GET `path`: (status code, JSON body, headers); None when no route matches."""
+def _get(path: str, runs_dir, monkeypatch, method: str = "GET"):
+    """The route's answer to `method` `path`: (status code, JSON body or None, headers); None when no route matches."""
     monkeypatch.setenv("MNIST_RUNS_DIR", str(runs_dir))
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": []}
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
     for route in ROUTES:
         match, child = route.matches(scope)
         if match.name == "FULL":
             # On a thread of its own: a browser test before this one may have left this thread's event loop running.
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 response = pool.submit(asyncio.run, route.endpoint(Request({**scope, **child}))).result()
-            return response.status_code, json.loads(response.body), response.headers
+            return response.status_code, json.loads(response.body) if response.body else None, response.headers
     return None
 
 
@@ -71,3 +74,17 @@ def test_the_route_answers_a_look_at_a_run_and_nothing_else(runs_dir, monkeypatc
     for name in ("no-such-run", ".hidden", "..", "sweeps"):
         code, body, _ = _get(f"/api/live/{name}", runs_dir, monkeypatch)
         assert code == 404 and body == {"error": "no such run"}, name
+
+
+def test_the_page_drawn_lets_its_held_run_start(tiny_data_dir, runs_dir, monkeypatch):
+    monkeypatch.setattr(jobs, "HOLD_SECONDS", 60.0)  # only the route's word can start it within this test
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    monkeypatch.setattr(jobs, "_server_runner", (("this test",), runner))  # the server's one runner
+    run = runner.submit(TrainConfig(model="fast", epochs=1, batch_size=64), hold=True)
+    code, body, headers = _get(f"/api/live/{run.id}/drawn", runs_dir, monkeypatch, method="POST")
+    assert code == 204 and body is None and headers["cache-control"] == "no-store"
+    assert not runner.is_held(run) and run.id in runner._running
+    assert wait_for(lambda: run.status()["state"] == "finished")
+    for name in ("no-such-run", "..", "sweeps"):  # nothing else is a run
+        assert _get(f"/api/live/{name}/drawn", runs_dir, monkeypatch, method="POST")[0] == 404, name
+    assert _get(f"/api/live/{run.id}/drawn", runs_dir, monkeypatch) is None  # POST only: a visited link does nothing

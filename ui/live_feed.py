@@ -8,9 +8,14 @@ every FEED_SECONDS and redraws only its own bar and line. It asks Streamlit for 
 the page has something to redraw: new points for the charts (at most every CURVES_SECONDS), or the
 run's end (the summary).
 
-The route is served by app.py's st.App. Where it cannot be reached (another server in front, a
+A run the page has just started waits for the page (JobRunner.submit's `hold`): once the
+browser has drawn it and is idle, the element sends `POST api/live/<run id>/drawn`, and the run
+starts without sharing a small machine's cores with that redraw.
+
+The routes are served by app.py's st.App. Where they cannot be reached (another server in front, a
 host that runs the script without it), the element falls back to asking for a rerun every
-CURVES_SECONDS, each one bringing a fresh look from the server: slower, never stuck.
+CURVES_SECONDS, each one bringing a fresh look from the server: slower, never stuck (and a held
+run starts after HOLD_SECONDS).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mnist_core.links import RUN_ID
@@ -45,20 +50,43 @@ def look_now(run: Run) -> Look:
     return look(run, queue_position(run))
 
 
+def _run_of(request: Request) -> Run | None:
+    """The run the request's path names, or None for a name that is not a run here (sweeps/, marks...)."""
+    run_id = request.path_params["run_id"]
+    folder = default_runs_dir() / run_id
+    return Run(folder) if RUN_ID.fullmatch(run_id) and (folder / "config.json").is_file() else None
+
+
 async def _feed(request: Request) -> JSONResponse:
     """GET api/live/<run id>: one look at that run, as JSON; 404 for a name that is not a run here.
 
     It says no more than the run history shows anyone. Like the history, it may record a run
     whose process has died as interrupted; it changes nothing else."""
-    run_id = request.path_params["run_id"]
-    folder = default_runs_dir() / run_id
-    if not RUN_ID.fullmatch(run_id) or not (folder / "config.json").is_file():  # a run folder, not sweeps/ or marks
+    run = _run_of(request)
+    if run is None:
         return JSONResponse({"error": "no such run"}, status_code=404, headers=_NO_STORE)
-    now = await run_in_threadpool(look_now, Run(folder))  # file reads: not on the server's event loop
+    now = await run_in_threadpool(look_now, run)  # file reads: not on the server's event loop
     return JSONResponse(now.as_json(), headers=_NO_STORE)
 
 
-ROUTES = [Route(f"/{FEED_PATH}/{{run_id}}", _feed, methods=["GET"])]
+async def _drawn(request: Request) -> Response:
+    """POST api/live/<run id>/drawn: the page that started the run is drawn; the run, held until
+    then (JobRunner.submit's `hold`), may start. Anyone may send it: at worst a run starts up to
+    HOLD_SECONDS sooner than it would have anyway."""
+    run = _run_of(request)
+    if run is None:
+        return Response(status_code=404, headers=_NO_STORE)
+    if "mnist_core.jobs" in sys.modules:  # else no page has run: no runner, nothing held (and no PyTorch to import)
+        from mnist_core.jobs import release
+
+        release(run)
+    return Response(status_code=204, headers=_NO_STORE)
+
+
+ROUTES = [
+    Route(f"/{FEED_PATH}/{{run_id}}", _feed, methods=["GET"]),
+    Route(f"/{FEED_PATH}/{{run_id}}/drawn", _drawn, methods=["POST"]),
+]
 
 _FEED_CSS = """
 .mnist-live { font-family: var(--st-font, sans-serif); color: var(--st-text-color, #31333f); }
@@ -89,6 +117,14 @@ export default function (component) {
     bar.setAttribute("aria-valuenow", String(percent));
   };
   show(data.look);
+  // A run its page has just started waits until that page is drawn (HOLD_SECONDS at most): once
+  // the browser is idle, say so, and the run's first second no longer shares the cores with drawing.
+  if (data.drawnUrl && parentElement.mnistDrawnSent !== data.drawnUrl) {
+    parentElement.mnistDrawnSent = data.drawnUrl;
+    const send = () => fetch(data.drawnUrl, { method: "POST", cache: "no-store" }).catch(() => {});
+    if (window.requestIdleCallback) window.requestIdleCallback(send, { timeout: 1000 });
+    else window.setTimeout(send, 0);
+  }
   // One poller per element: this render's replaces the last one's (Streamlit calls this function
   // again only when the data changed, and calls the cleanup only when the element goes).
   if (parentElement.mnistStopFeed) parentElement.mnistStopFeed();
@@ -134,11 +170,13 @@ export default function (component) {
 """
 
 
-def live_feed(run: Run, first: Look) -> None:
+def live_feed(run: Run, first: Look, held: bool = False) -> None:
     """The run's progress bar and line, from `first` (the look this script run took), then kept fresh
-    by the browser; a rerun of the calling fragment follows when the page has something to redraw."""
+    by the browser; a rerun of the calling fragment follows when the page has something to redraw.
+    A `held` run (JobRunner.submit) is let go once the browser has drawn the page."""
     _component()(data={"url": f"{FEED_PATH}/{run.id}", "look": first.as_json(), "feedMs": int(FEED_SECONDS * 1000),
-                       "curvesMs": int(CURVES_SECONDS * 1000)},
+                       "curvesMs": int(CURVES_SECONDS * 1000),
+                       "drawnUrl": f"{FEED_PATH}/{run.id}/drawn" if held else None},
                  key=f"live_feed_{run.id}", on_redraw_change=_nothing)
 
 

@@ -101,7 +101,7 @@ def _live(run: Run) -> None:
     now = look_now(run)
     if not now.active:
         st.rerun()  # the run just ended: redraw the whole page (summary, history) once
-    live_feed(run, now)
+    live_feed(run, now, held=runner().is_held(run))
     _curves(run)
 
 

@@ -50,7 +50,10 @@ def start_short_run(page, app_server, batch: int = 16, images: int = 20_000) -> 
 
 
 def test_a_short_run_ends_in_its_summary_and_history_row(page, app_server):
-    start_short_run(page, app_server)
+    # The run waits until the page that started it is drawn: the browser says so (ui/live_feed.py).
+    with page.expect_request(lambda request: request.method == "POST" and request.url.endswith("/drawn")) as drawn:
+        start_short_run(page, app_server)
+    assert drawn.value.response().status == 204
     page.locator(".mnist-live").wait_for()  # the new run (an earlier test's summary may still be on screen)
     page.get_by_text("Test accuracy", exact=True).wait_for(timeout=180_000)
     assert_no_errors(page)
@@ -65,6 +68,7 @@ def test_a_short_run_ends_in_its_summary_and_history_row(page, app_server):
     # chosen: its name and the second it started, which tell it from the other tests' runs.
     caption = page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"^Run \d{8}-\d{6}")).first
     run_id = caption.inner_text().split()[1]  # "Run <id>" under the run's name
+    assert drawn.value.url.endswith(f"/api/live/{run_id}/drawn")
     summary = summarize(Run(app_server[2] / run_id))
     started = datetime.fromtimestamp(summary.created_at).strftime("%H:%M:%S")
     page.get_by_role("button", name="Open in Draw").first.click()
