@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
-HOLD_SECONDS = 1.0  # the longest a page may hold the job it just submitted (JobRunner.release)
+HOLD_SECONDS = 1.0  # how long a page may hold the job it just submitted (JobRunner.release); the watcher adds up to POLL_SECONDS
 STANDBY_RETRY_SECONDS = 30.0
 STATUS_EVERY_SECONDS = 0.25
 LOCAL = Visitor.local()
@@ -167,10 +167,11 @@ class JobRunner:
     def submit(self, config: TrainConfig, owner: str = "", hold: bool = False) -> Run:
         """Queue a training job; it starts as soon as a slot is free.
 
-        With `hold`, it also waits for `release(run)`, or HOLD_SECONDS at most: the page that
-        started it holds it while it sends its redraw, so the run's first second does not share a
-        small machine's cores with drawing that page (on 2 cores, the fast preset's 1.6 s of
-        training took up to 0.4 s longer). Nothing is lost if the page never releases it.
+With `hold`, a job that would start training at once (a free slot, the standby worker
+        ready) also waits for `release(run)`, or about HOLD_SECONDS: the page that started it
+        holds it while the browser draws that page, so the run's first second does not share a
+        small machine's cores with the drawing (on 2 cores, the page's redraw after Start cost
+        the browser 0.3-0.5 core-seconds). Nothing is lost if the page never releases it.
 
         Raises, and creates no run folder: ConfigError for invalid settings, QuotaExceeded when
         the policy forbids it, DatasetMissing when the data is not on disk, StorageError when
@@ -204,7 +205,7 @@ class JobRunner:
                 raise DatasetMissing(missing_message(config.dataset, self.data_dir))
             run = create()
             self._queue.append(run)
-            if hold and len(self._queue) == 1 and len(self._running) < self.max_running:  # it would start now
+            if hold and self._starts_training_at_once():
                 self._held[run.id] = time.monotonic() + HOLD_SECONDS
             self._start_waiting_jobs()
         return run
@@ -218,7 +219,17 @@ class JobRunner:
     def is_held(self, run: Run) -> bool:
         """Whether `run` waits for its page to be drawn (`submit`'s `hold`) before it starts."""
         with self._lock:
-            return self._held.get(run.id, 0.0) > time.monotonic()
+            return self._held_now(run)
+
+    def _held_now(self, run: Run) -> bool:  # called with the lock held
+        return self._held.get(run.id, 0.0) > time.monotonic()
+
+    def _starts_training_at_once(self) -> bool:  # called with the lock held, the new job just queued
+        """Whether the job just queued would be training within moments: first in the queue, a slot
+        free, and the standby worker there to take it (a fresh process spends 2-3 s starting, by
+        which time any page has been drawn)."""
+        return (len(self._queue) == 1 and len(self._running) < self.max_running and self._standby is not None
+                and not self._others_hold_the_machine())
 
     def submit_sweep(self, spec: SweepSpec, owner: str = "") -> Sweep:
         """Start a sweep on Ray in a child process; its trials appear as runs as soon as it starts.
@@ -267,7 +278,7 @@ class JobRunner:
         """1 for the next job to start, None when not waiting in this runner's queue (or held by its
         page for a moment: it is starting, not waiting for a slot)."""
         with self._lock:
-            if run not in self._queue or self._held.get(run.id, 0.0) > time.monotonic():
+            if run not in self._queue or self._held_now(run):
                 return None
             return self._queue.index(run) + 1
 
@@ -297,7 +308,7 @@ class JobRunner:
     def _start_waiting_jobs(self) -> None:  # called with the lock held
         while self._queue and len(self._running) < self.max_running:
             run = self._queue[0]
-            if self._held.get(run.id, 0.0) > time.monotonic():  # its page is still drawing: the watcher comes back
+            if self._held_now(run):  # its page is still being drawn: the watcher comes back
                 return
             self._held.pop(run.id, None)
             try:

@@ -12,7 +12,7 @@ from mnist_core.storage import plain_error
 from ui import links
 from ui.dataset import dataset_ready
 from ui.history import run_history
-from ui.hosted import visitor
+from ui.hosted import hosted, visitor
 from ui.live_run import live_run_panel, watch, watched_run
 from ui.shell import require_app_shell
 from ui.state import runner
@@ -44,6 +44,7 @@ def train_page() -> None:
     in the history) calls st.rerun(), which reruns the whole app."""
     link_slot = st.container()  # "Copy link", once the page knows which run it shows
     apply_link()
+    held = None  # a run this click started, held until the browser has drawn this page
     # Both tabs are drawn on every run (not lazily), so neither form forgets its values while the other is shown.
     single, sweep = st.tabs(["Single run", "Sweep"])
     with single:
@@ -66,8 +67,10 @@ def train_page() -> None:
                 help="Fix the settings marked in red first." if problems else None,
             ):
                 try:
-                    # Held until this page is drawn in the browser (ui/live_feed.py), one second at most.
-                    run = runner().submit(config, owner=visitor().id, hold=True)
+                    # Held until the browser has drawn this page (about 1 s at most), when that browser
+                    # shares the machine; a hosted demo's visitors draw on their own.
+                    run = runner().submit(config, owner=visitor().id, hold=not hosted())
+                    held = run if runner().is_held(run) else None
                 except (ConfigError, QuotaExceeded, DatasetMissing, RayMissing, OSError) as error:
                     st.error(f"Could not start: {plain_error(error)}", icon=":material/error:")
                 else:
@@ -78,7 +81,7 @@ def train_page() -> None:
                     start.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
                                  disabled=True, key="start_training_started", help="Started: it trains on the right.")
         with live:
-            live_run_panel()
+            live_run_panel(held)
             shown = watched_run()
             links.follow("train", run=shown.id if shown else None)
             if shown is not None:

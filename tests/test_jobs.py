@@ -70,32 +70,37 @@ def test_cancelling_a_queued_job_never_starts_it(tiny_data_dir, runs_dir):
     assert waiting.events() == []
 
 
-def test_a_held_job_starts_when_its_page_lets_it_go(tiny_data_dir, runs_dir, monkeypatch):
+def test_a_held_job_starts_when_its_page_lets_it_go_and_a_cancelled_one_never(tiny_data_dir, runs_dir, monkeypatch):
     monkeypatch.setattr(jobs, "HOLD_SECONDS", 60.0)  # only the release can start it within this test
-    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
-    run = runner.submit(QUICK, hold=True)
-    runner._poll()  # what the watcher does every 0.2 s: a held job stays where it is
-    assert runner.is_held(run) and run.status()["state"] == "queued" and runner._running == {}
-    assert runner.queue_position(run) is None  # "starting", not "waiting for a slot"
-    runner.release(run)
-    assert not runner.is_held(run) and run.id in runner._running  # started at once: the slot was free
-    assert wait_for(lambda: run.status()["state"] == "finished")
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=True)  # a job that would train at once
+    try:
+        run = runner.submit(QUICK, hold=True)
+        runner._poll()  # what the watcher does every 0.2 s: a held job stays where it is
+        assert runner.is_held(run) and run.status()["state"] == "queued" and runner._running == {}
+        assert runner.queue_position(run) is None  # "starting", not "waiting for a slot"
+        runner.release(run)
+        assert not runner.is_held(run) and run.id in runner._running  # handed to the standby at once
+        assert wait_for(lambda: run.status()["state"] == "finished")
+
+        assert wait_for(lambda: runner._standby is not None, timeout=10)  # the next standby
+        cancelled = runner.submit(QUICK, hold=True)
+        assert runner.is_held(cancelled)
+        runner.cancel(cancelled)
+        assert not runner.is_held(cancelled) and cancelled.status()["state"] == "cancelled"
+        runner.release(cancelled)  # the page's word comes after the Stop: nothing happens
+        assert runner._running == {} and cancelled.events() == []
+    finally:
+        runner.close()
 
 
 def test_a_held_job_that_is_never_let_go_starts_after_a_moment(tiny_data_dir, runs_dir):
-    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
-    run = runner.submit(QUICK, hold=True)  # its page never says it is drawn (a closed tab)
-    assert runner.is_held(run)
-    assert wait_for(lambda: run.status()["state"] == "finished")  # the watcher starts it after HOLD_SECONDS
-
-
-def test_cancelling_a_held_job_never_starts_it(tiny_data_dir, runs_dir):
-    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
-    run = runner.submit(QUICK, hold=True)
-    runner.cancel(run)
-    assert not runner.is_held(run) and run.status()["state"] == "cancelled"
-    runner.release(run)  # the page's word comes after the Stop: nothing happens
-    assert runner._running == {} and run.events() == []
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=True)
+    try:
+        run = runner.submit(QUICK, hold=True)  # its page never says it is drawn (a closed tab)
+        assert runner.is_held(run)
+        assert wait_for(lambda: run.status()["state"] == "finished")  # the watcher starts it after HOLD_SECONDS
+    finally:
+        runner.close()
 
 
 def test_a_job_without_its_data_is_refused_before_any_run_folder_exists(tmp_path, tiny_data_dir, runs_dir):
@@ -206,7 +211,7 @@ def test_a_standby_worker_takes_the_next_job_with_its_slot_and_a_new_one_waits_a
         runner.close()
 
 
-def test_a_standby_has_imported_everything_a_job_imports_before_its_first_step(tiny_data_dir):
+def test_a_standby_has_imported_what_a_jobs_optimizer_imports(tiny_data_dir):
     # A job's first optimizer imports torch._dynamo: about 1 s of a 2-core machine, after Start,
     # unless the standby did it while it waited.
     script = (
@@ -229,6 +234,6 @@ def test_a_standby_has_imported_everything_a_job_imports_before_its_first_step(t
 
 def test_without_a_standby_jobs_start_the_same_way(tiny_data_dir, runs_dir):
     runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
-    run = runner.submit(QUICK)
-    assert runner._standby is None
+    run = runner.submit(QUICK, hold=True)  # a fresh process takes longer to start than any page to draw
+    assert runner._standby is None and not runner.is_held(run)
     assert wait_for(lambda: run.status()["state"] == "finished")

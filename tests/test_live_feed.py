@@ -78,13 +78,17 @@ def test_the_route_answers_a_look_at_a_run_and_nothing_else(runs_dir, monkeypatc
 
 def test_the_page_drawn_lets_its_held_run_start(tiny_data_dir, runs_dir, monkeypatch):
     monkeypatch.setattr(jobs, "HOLD_SECONDS", 60.0)  # only the route's word can start it within this test
-    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=False)
+    runner = JobRunner(runs_dir, tiny_data_dir, max_running=1, standby=True)  # a job that would train at once
     monkeypatch.setattr(jobs, "_server_runner", (("this test",), runner))  # the server's one runner
-    run = runner.submit(TrainConfig(model="fast", epochs=1, batch_size=64), hold=True)
-    code, body, headers = _get(f"/api/live/{run.id}/drawn", runs_dir, monkeypatch, method="POST")
-    assert code == 204 and body is None and headers["cache-control"] == "no-store"
-    assert not runner.is_held(run) and run.id in runner._running
-    assert wait_for(lambda: run.status()["state"] == "finished")
+    try:
+        run = runner.submit(TrainConfig(model="fast", epochs=1, batch_size=64), hold=True)
+        assert runner.is_held(run)
+        code, body, headers = _get(f"/api/live/{run.id}/drawn", runs_dir, monkeypatch, method="POST")
+        assert code == 204 and body is None and headers["cache-control"] == "no-store"
+        assert not runner.is_held(run) and run.id in runner._running
+        assert wait_for(lambda: run.status()["state"] == "finished")
+    finally:
+        runner.close()
     for name in ("no-such-run", "..", "sweeps"):  # nothing else is a run
         assert _get(f"/api/live/{name}/drawn", runs_dir, monkeypatch, method="POST")[0] == 404, name
     assert _get(f"/api/live/{run.id}/drawn", runs_dir, monkeypatch) is None  # POST only: a visited link does nothing

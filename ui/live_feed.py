@@ -41,20 +41,38 @@ CURVES_SECONDS = 5.0  # a redraw of the charts costs the browser about 0.2 s of 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+def _jobs():
+    """mnist_core.jobs once a page has run here (it made the server's job runner), else None: then
+    there is no queue, nothing is held, and there is no PyTorch to import."""
+    return sys.modules.get("mnist_core.jobs")
+
+
 def look_now(run: Run) -> Look:
     """A look at `run` with its place in this server's job queue."""
-    if "mnist_core.jobs" not in sys.modules:  # no page has run yet, so no queue: and no PyTorch to import
-        return look(run)
-    from mnist_core.jobs import queue_position
-
-    return look(run, queue_position(run))
+    jobs = _jobs()
+    return look(run, jobs.queue_position(run) if jobs else None)
 
 
-def _run_of(request: Request) -> Run | None:
-    """The run the request's path names, or None for a name that is not a run here (sweeps/, marks...)."""
-    run_id = request.path_params["run_id"]
+def _run_named(run_id: str) -> Run | None:
+    """The run `run_id` names, or None for a name that is not a run here (sweeps/, marks...)."""
     folder = default_runs_dir() / run_id
     return Run(folder) if RUN_ID.fullmatch(run_id) and (folder / "config.json").is_file() else None
+
+
+def _look_at(run_id: str) -> Look | None:
+    run = _run_named(run_id)
+    return look_now(run) if run is not None else None
+
+
+def _release(run_id: str) -> bool:
+    """Let the run start if this server's runner holds it; False when `run_id` is not a run here."""
+    run = _run_named(run_id)
+    if run is None:
+        return False
+    jobs = _jobs()
+    if jobs:
+        jobs.release(run)
+    return True
 
 
 async def _feed(request: Request) -> JSONResponse:
@@ -62,25 +80,19 @@ async def _feed(request: Request) -> JSONResponse:
 
     It says no more than the run history shows anyone. Like the history, it may record a run
     whose process has died as interrupted; it changes nothing else."""
-    run = _run_of(request)
-    if run is None:
+    # File reads, and the runner's lock: on a worker thread, never on the server's event loop.
+    now = await run_in_threadpool(_look_at, request.path_params["run_id"])
+    if now is None:
         return JSONResponse({"error": "no such run"}, status_code=404, headers=_NO_STORE)
-    now = await run_in_threadpool(look_now, run)  # file reads: not on the server's event loop
     return JSONResponse(now.as_json(), headers=_NO_STORE)
 
 
 async def _drawn(request: Request) -> Response:
     """POST api/live/<run id>/drawn: the page that started the run is drawn; the run, held until
-    then (JobRunner.submit's `hold`), may start. Anyone may send it: at worst a run starts up to
+    then (JobRunner.submit's `hold`), may start. Anyone may send it: at worst a run starts about
     HOLD_SECONDS sooner than it would have anyway."""
-    run = _run_of(request)
-    if run is None:
-        return Response(status_code=404, headers=_NO_STORE)
-    if "mnist_core.jobs" in sys.modules:  # else no page has run: no runner, nothing held (and no PyTorch to import)
-        from mnist_core.jobs import release
-
-        release(run)
-    return Response(status_code=204, headers=_NO_STORE)
+    known = await run_in_threadpool(_release, request.path_params["run_id"])  # may start the job: not on the event loop
+    return Response(status_code=204 if known else 404, headers=_NO_STORE)
 
 
 ROUTES = [
@@ -117,13 +129,13 @@ export default function (component) {
     bar.setAttribute("aria-valuenow", String(percent));
   };
   show(data.look);
-  // A run its page has just started waits until that page is drawn (HOLD_SECONDS at most): once
-  // the browser is idle, say so, and the run's first second no longer shares the cores with drawing.
+  // A run its page has just started waits until that page is drawn (about HOLD_SECONDS at most):
+  // once the browser is idle, say so, and the run's first second no longer shares the cores with drawing.
   if (data.drawnUrl && parentElement.mnistDrawnSent !== data.drawnUrl) {
     parentElement.mnistDrawnSent = data.drawnUrl;
     const send = () => fetch(data.drawnUrl, { method: "POST", cache: "no-store" }).catch(() => {});
     if (window.requestIdleCallback) window.requestIdleCallback(send, { timeout: 1000 });
-    else window.setTimeout(send, 0);
+    else window.requestAnimationFrame(() => window.setTimeout(send, 0));  // after the next paint (Safari)
   }
   // One poller per element: this render's replaces the last one's (Streamlit calls this function
   // again only when the data changed, and calls the cleanup only when the element goes).

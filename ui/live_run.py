@@ -58,7 +58,9 @@ def watched_run() -> Run | None:
     return run
 
 
-def live_run_panel() -> None:
+def live_run_panel(held: Run | None = None) -> None:
+    """The watched run's panel; `held` is a run this script run started and the runner holds until
+    the browser has drawn the page (JobRunner.submit's `hold`): its live element says when."""
     run = watched_run()
     if run is None:
         st.info("No runs yet. Choose settings in the training form and press **Start training**; "
@@ -71,7 +73,7 @@ def live_run_panel() -> None:
     # After _status: a Stop just pressed on a queued run has ended it, and it is drawn as ended at once.
     active = summarize(run).state in ACTIVE_STATES
     if active:
-        st.fragment(_live)(run)
+        st.fragment(_live)(run, held is not None and held.id == run.id)
     else:  # a finished run is drawn once
         _curves(run)
 
@@ -96,12 +98,12 @@ def _status(run: Run) -> None:
             st.toast("Stopping after the current step…")
 
 
-def _live(run: Run) -> None:
+def _live(run: Run, held: bool) -> None:
     """A queued or running run's progress line (the browser keeps it fresh), charts and filters."""
     now = look_now(run)
     if not now.active:
         st.rerun()  # the run just ended: redraw the whole page (summary, history) once
-    live_feed(run, now, held=runner().is_held(run))
+    live_feed(run, now, held)
     _curves(run)
 
 
