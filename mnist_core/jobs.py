@@ -167,7 +167,7 @@ class JobRunner:
     def submit(self, config: TrainConfig, owner: str = "", hold: bool = False) -> Run:
         """Queue a training job; it starts as soon as a slot is free.
 
-With `hold`, a job that would start training at once (a free slot, the standby worker
+        With `hold`, a job that would start training at once (a free slot, the standby worker
         ready) also waits for `release(run)`, or about HOLD_SECONDS: the page that started it
         holds it while the browser draws that page, so the run's first second does not share a
         small machine's cores with the drawing (on 2 cores, the page's redraw after Start cost

@@ -12,9 +12,9 @@ folder (`cluster.run_job`).
 
 `--standby SOCKET_FD` starts a worker before there is a job: it imports torch and the
 engine (torch._dynamo included) and reads MNIST from disk (the 2-3 s a fresh process spends
-before its first step), then waits on a Unix socket. The runner hands it a run folder and the slot's file descriptor
-in one message (SCM_RIGHTS); it then trains that run exactly as a fresh worker would. If the
-runner goes away first, the socket closes and the standby exits.
+before its first step), then waits on a Unix socket. The runner hands it a run folder and the
+slot's file descriptor in one message (SCM_RIGHTS); it then trains that run exactly as a fresh
+worker would. If the runner goes away first, the socket closes and the standby exits.
 """
 
 from __future__ import annotations
