@@ -154,7 +154,8 @@ class JobRunner:
         self.backend = job_backend()
         self._lock = threading.Lock()
         # On by default; MNIST_STANDBY_WORKER=0 turns it off. While it waits it holds what a job would
-        # (measured: 490 MiB PSS with MNIST loaded), but never beside a job, so the peak is unchanged.
+        # (measured: 600 MiB PSS with MNIST loaded and torch._dynamo imported; a fast-preset job peaks at
+        # 720), but never beside a job, so the peak is unchanged.
         self.use_standby = standby if standby is not None else os.environ.get("MNIST_STANDBY_WORKER", "1") != "0"
         self.use_standby = self.use_standby and self.backend == "local"  # a Ray job loads nothing here
         self._standby: _Standby | None = None
