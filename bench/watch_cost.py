@@ -18,9 +18,9 @@ The two alternate, an unwatched run before the first watched one and after each 
 watched, one more unwatched), so a machine that warms up or slows down weighs on both. Two
 figures: the ratio of the medians, and the median of each watched run against the mean of the
 unwatched runs on either side of it. The second is the steadier on a machine whose speed drifts:
-the 2-core cloud machine trains the fast preset in about 1.5 s for a minute or two, then in about
-2.5 s for a while (the CLI alone, nothing else running), and a ratio of medians over 10 runs
-moves by a tenth with how the runs fall. The run's own time is what the issue's target is
+the 2-core cloud machine trains the fast preset in about 1.5 s or about 2.5 s (the CLI alone,
+nothing else running), sometimes for minutes on end, sometimes switching from one run to the
+next, and a ratio of medians over 10 runs moves by a tenth or more with how the runs fall. The run's own time is what the issue's target is
 about (watched <= 1.15 x unwatched); the browser and the server share the same 2 cores with it.
 
     MNIST_DATA_DIR=/path/to/data python bench/watch_cost.py [--runs 3] [--preset fast] [--browser /usr/bin/chromium]

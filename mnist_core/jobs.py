@@ -489,21 +489,25 @@ _server_runner: tuple[tuple, JobRunner] | None = None
 _server_runner_lock = threading.Lock()
 
 
-def queue_position(run: Run) -> int | None:
-    """`run`'s place in this server's job queue (1 = next), None when it waits in none. It makes no
-    runner (one would start a standby worker): the live view's route asks this for any visitor."""
+def _current_runner() -> JobRunner | None:
+    """This server's runner if a page has made it, else None. Makes none (one would start a
+    standby worker): the live view's routes ask through it for any visitor."""
     with _server_runner_lock:
-        current = _server_runner
-    return current[1].queue_position(run) if current is not None else None
+        return _server_runner[1] if _server_runner is not None else None
+
+
+def queue_position(run: Run) -> int | None:
+    """`run`'s place in this server's job queue (1 = next), None when it waits in none."""
+    runner = _current_runner()
+    return runner.queue_position(run) if runner is not None else None
 
 
 def release(run: Run) -> None:
-    """Let `run` start if this server's runner holds it (`JobRunner.release`); makes no runner.
-    The live view's route calls it once the browser has drawn the page that started the run."""
-    with _server_runner_lock:
-        current = _server_runner
-    if current is not None:
-        current[1].release(run)
+    """Let `run` start if this server's runner holds it (`JobRunner.release`). The live view's
+    route calls it once the browser has drawn the page that started the run."""
+    runner = _current_runner()
+    if runner is not None:
+        runner.release(run)
 
 
 def server_runner(policy: JobPolicy) -> JobRunner:

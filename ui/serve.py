@@ -1,8 +1,8 @@
-"""What app.py's st.App is made of, beside the app's script: its extra route and how it ends.
+"""What app.py's st.App is made of, beside the app's script: its extra routes and how it ends.
 
 `streamlit run app.py` sees the st.App in app.py and serves it with uvicorn. Three things come
 with that, all here:
-- the live view's JSON route (ui/live_feed.py);
+- the live view's routes (ui/live_feed.py): a run's progress as JSON, and "the page is drawn";
 - the end. Once uvicorn has closed every connection it runs the app's lifespan to its end, and
   would then re-raise the signal that stopped it: SIGTERM would end the process as killed (exit
   code -15). So in a server that has run the app, the lifespan stops Streamlit's runtime, waits
