@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -19,7 +20,11 @@ from mnist_core.preprocess import canvas_to_mnist
 from mnist_core.saliency import integrated_gradients
 from mnist_core.storage import shown_path
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default.pt"
+# The model the pages use when no run is chosen: the shipped one, or MNIST_DEFAULT_MODEL's. A host can
+# serve another model that way, and the browser tests serve a copy, so the map built beside it (it is
+# stored next to its checkpoint, see embedding.map_path) never lands in the checkout's models/ folder.
+DEFAULT_MODEL_PATH = Path(os.environ.get("MNIST_DEFAULT_MODEL")
+                          or Path(__file__).resolve().parent.parent / "models" / "default.pt")
 # Loaded models, least recently used first. Bounded at MAX_MODELS: the largest model here is a few
 # MB, and the live panel loads each new epoch's checkpoint, so without a bound a long run would
 # keep every epoch's weights. A model kept for a purpose (`keep_for`, e.g. Draw's, which must answer

@@ -2,6 +2,10 @@
 
 The tiny digits are easy on purpose: class k is a bright 6x6 square at a position that
 depends on k, plus noise. A model that learns anything reaches high accuracy in one epoch.
+
+The suite runs on two pytest-xdist workers (pyproject.toml's addopts), the browser tests all on
+one of them (they share one server), and every PyTorch process it starts computes on one thread:
+see docs/testing.md for why and what it measured.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Before anything imports torch; the processes the tests start (workers, servers, CLI runs) inherit
+# it. Two test workers each beside their own training, server and browser processes share 2 cores:
+# with torch's default of a thread per core they ran up to four compute threads at once, whose
+# OpenMP threads spin while they wait, and the suite took no less time on two workers than on one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY_TRAIN = 512
 TINY_TEST = 200
@@ -150,6 +160,23 @@ def dead_pid() -> int:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     return dead.pid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The browser tests all go to one pytest-xdist worker, as one unit of work; the other tests go
+    one by one to whichever worker is free. The browser tests share one server and one browser
+    there (session fixtures, per worker), and are heavy enough that two side by side would slow
+    each other past their waits. (Not `--dist loadgroup`: its groups are lost on pytest 9.2,
+    pytest-xdist issue #1386.) Only for the default distribution: a `--dist` given is kept."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if Path(nodeid.split("::")[0]).parent.name == "e2e" else nodeid
+
+    return BrowserTestsTogether(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

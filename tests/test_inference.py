@@ -1,5 +1,9 @@
 """Inference: finding checkpoints, loading models once per version, batched logits."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -27,3 +31,11 @@ def test_resolve_and_load_a_run_folder(tmp_path):
     assert config == TrainConfig() and load_model(tmp_path)[0] is model
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(tmp_path / "nothing")
+
+
+def test_mnist_default_model_is_the_model_named_default(tmp_path):
+    """A host (and the browser tests) can serve another model than models/default.pt."""
+    mine = tmp_path / "mine.pt"
+    done = subprocess.run([sys.executable, "-m", "mnist_core", "evaluate", "default"], capture_output=True,
+                          text=True, env={**os.environ, "MNIST_DEFAULT_MODEL": str(mine)})
+    assert done.returncode == 1 and done.stderr.strip() == f"error: no checkpoint at {mine}", done.stderr

@@ -41,24 +41,16 @@ E2E_TRAIN, E2E_TEST = 20_000, 2_000  # images in the browser tests' data: what a
 
 
 @pytest.fixture(scope="session", autouse=True)
-def checkout_maps_kept(tmp_path_factory):
-    """The shipped model's embedding map is stored beside it, in the checkout's models/ folder, and
-    the browser tests build one on their own smaller test split. Whatever map was there before is
-    set aside for the session and put back afterwards, so a developer's map of all of MNIST is
-    neither used by the tests nor replaced by theirs."""
-    aside = tmp_path_factory.mktemp("checkout-maps")
-    models = ROOT / "models"
-    kept = [path for path in models.glob("default.pt.map-*") if path.is_file()]
-    for path in kept:
-        shutil.move(path, aside / path.name)
-    try:
-        yield
-    finally:
-        for path in models.glob("default.pt.map-*"):
-            if path.is_file():
-                path.unlink()
-        for path in aside.iterdir():
-            shutil.move(path, models / path.name)
+def shipped_model_copy(tmp_path_factory):
+    """The servers use a copy of the shipped model (MNIST_DEFAULT_MODEL), in a folder of the session's
+    own. A model's embedding map is stored beside it, and the browser tests build one on their own
+    smaller test split: beside the copy, it neither replaces a developer's map of all of MNIST in the
+    checkout's models/ folder nor meets another test session's."""
+    copy = tmp_path_factory.mktemp("shipped-model") / "default.pt"
+    shutil.copy2(ROOT / "models" / "default.pt", copy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNIST_DEFAULT_MODEL", str(copy))  # the servers inherit it (running_server)
+        yield copy
 
 
 @pytest.fixture(scope="session")
