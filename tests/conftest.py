@@ -26,6 +26,10 @@ import pytest
 # with torch's default of a thread per core they ran up to four compute threads at once, whose
 # OpenMP threads spin while they wait, and the suite took no less time on two workers than on one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No standby worker (a training process kept ready for the next job) unless a test asks for one
+# (`standby=True`, or the variable set back): each runner's standby is one more process importing
+# torch, and one is started again after every job. The browser tests' servers have theirs.
+os.environ.setdefault("MNIST_STANDBY_WORKER", "0")
 
 TINY_TRAIN = 512
 TINY_TEST = 200

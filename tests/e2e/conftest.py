@@ -81,7 +81,7 @@ def running_server(data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool 
     `hosted`: as a shared demo (MNIST_HOSTED=1)."""
     port = _free_port()
     env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir),
-           "MNIST_HOSTED": "1" if hosted else ""}
+           "MNIST_HOSTED": "1" if hosted else "", "MNIST_STANDBY_WORKER": "1"}  # as the app ships
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
