@@ -166,6 +166,7 @@ def dead_pid() -> int:
     return dead.pid
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: without it (`-p no:xdist`), unused
 def pytest_xdist_make_scheduler(config, log):
     """The browser tests all go to one pytest-xdist worker, as one unit of work; the other tests go
     one by one to whichever worker is free. The browser tests share one server and one browser
