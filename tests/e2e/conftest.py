@@ -146,18 +146,41 @@ def pytest_runtest_makereport(item, call):
         item.failed_in_call = report.failed
 
 
+DESKTOP = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="session")
+def desktop_context(browser):
+    """The browser context whose one tab the tests taking `page` share (see `page`)."""
+    context = browser.new_context(viewport=DESKTOP)
+    yield context
+    context.close()
+
+
 @pytest.fixture
-def page(browser, app_server, request):
+def page(desktop_context, app_server, request):
+    """A desktop-sized tab, shared by the tests that take it: each starts on about:blank, with no
+    cookies, storage or routes of the test before (a test that listens to the tab's events removes
+    its listener itself). Why shared: a new tab starts a renderer
+    process that compiles Streamlit's scripts again, about 2 CPU-seconds; a navigation in an open tab
+    costs about 1. A test that needs a browser of its own (another size, a second visitor, a recorder
+    in every page) makes its own context."""
     url, log_path, _ = app_server
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
+    tab = desktop_context.pages[0] if desktop_context.pages else desktop_context.new_page()
     tab.set_default_timeout(30_000)
     yield tab
     if getattr(request.node, "failed_in_call", False):
         shot = ARTIFACTS / f"{request.node.name}.png"
         tab.screenshot(path=str(shot), full_page=True)
         print(f"\nE2E FAILURE ARTIFACTS: screenshot {shot} ; server log {log_path}")
-    context.close()
+    try:  # back to what a new tab would be; leaving the app ends its Streamlit session
+        tab.unroute_all(behavior="ignoreErrors")
+        tab.evaluate("() => { try { sessionStorage.clear(); localStorage.clear(); } catch (e) {} }")
+        tab.goto("about:blank")
+        tab.set_viewport_size(DESKTOP)
+        desktop_context.clear_cookies()
+    except Exception:  # noqa: BLE001 - a tab the test left broken: the next test gets a new one
+        tab.close()
 
 
 def open_page(tab, app_server, path: str = "") -> None:

@@ -35,12 +35,10 @@ def select_first_row(tab) -> None:
     wait_idle(tab)
 
 
-def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_data_dir, tmp_path):
+def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(page, e2e_data_dir, tmp_path):
     runs = tmp_path / "runs"
     finished_runs(runs, 3)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.set_default_timeout(30_000)
+    tab = page  # the shared desktop tab (tests/e2e/conftest.py)
     try:
         with running_server(e2e_data_dir, runs, ARTIFACTS / "server-history.log") as url:
             tab.goto(url)
@@ -72,5 +70,3 @@ def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_
         tab.screenshot(path=str(ARTIFACTS / "history-failure.png"), full_page=True)
         print(f"\nE2E FAILURE ARTIFACTS: screenshot {ARTIFACTS / 'history-failure.png'}")
         raise
-    finally:
-        context.close()

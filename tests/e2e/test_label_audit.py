@@ -43,11 +43,9 @@ def open_audit_tab(tab, url: str) -> None:
     wait_idle(tab)
 
 
-def test_audit_mark_restart_and_train_without_the_marked_image(browser, mislabelled_data_dir, tmp_path):
+def test_audit_mark_restart_and_train_without_the_marked_image(page, mislabelled_data_dir, tmp_path):
     runs = tmp_path / "runs"
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.set_default_timeout(30_000)
+    tab = page  # the shared desktop tab (tests/e2e/conftest.py)
     try:
         with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
             open_audit_tab(tab, url)
@@ -93,5 +91,3 @@ def test_audit_mark_restart_and_train_without_the_marked_image(browser, mislabel
         tab.screenshot(path=str(ARTIFACTS / "label-audit-failure.png"), full_page=True)
         print(f"\nE2E FAILURE ARTIFACTS: screenshot {ARTIFACTS / 'label-audit-failure.png'}")
         raise
-    finally:
-        context.close()

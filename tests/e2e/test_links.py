@@ -15,12 +15,11 @@ from tests.e2e.conftest import ARTIFACTS, assert_no_errors, running_server, wait
 pytestmark = pytest.mark.e2e
 
 
-def test_a_link_opens_its_state_and_a_bad_link_says_why(browser, e2e_data_dir, tmp_path):
+def test_a_link_opens_its_state_and_a_bad_link_says_why(page, e2e_data_dir, tmp_path):
     runs = tmp_path / "runs"
     run = create_run(TrainConfig.preset("fast").replace(train_subset=3000), runs)
     execute_run(run, e2e_data_dir)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
+    tab = page  # the shared desktop tab (tests/e2e/conftest.py)
     tab.set_default_timeout(60_000)
     try:
         with running_server(e2e_data_dir, runs, ARTIFACTS / "server-links.log") as url:
@@ -50,5 +49,3 @@ def test_a_link_opens_its_state_and_a_bad_link_says_why(browser, e2e_data_dir, t
         tab.screenshot(path=str(ARTIFACTS / "links-failure.png"), full_page=True)
         print(f"\nE2E FAILURE ARTIFACTS: screenshot {ARTIFACTS / 'links-failure.png'}")
         raise
-    finally:
-        context.close()

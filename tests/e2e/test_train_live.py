@@ -26,7 +26,18 @@ LINE = "() => { const e = document.querySelector('.mnist-live-line'); return e ?
 
 def test_the_progress_line_then_the_curve_and_the_history_row_follow_the_run(page, app_server):
     sent = []  # what the browser sends Streamlit (a rerun request is one message), with when
-    page.on("websocket", lambda socket: socket.on("framesent", lambda _: sent.append(time.monotonic())))
+
+    def listen(socket) -> None:
+        socket.on("framesent", lambda _: sent.append(time.monotonic()))
+
+    page.on("websocket", listen)  # the tab is shared (tests/e2e/conftest.py): removed at the end
+    try:
+        follow_a_run(page, app_server, sent)
+    finally:
+        page.remove_listener("websocket", listen)
+
+
+def follow_a_run(page, app_server, sent: list[float]) -> None:
     start_short_run(page, app_server, batch=8)  # about 8 s of training on 2 cores: the charts are redrawn meanwhile
     started = time.monotonic()
     # Earlier tests' runs may be listed, finished: count them now, while this one cannot have ended.
