@@ -28,11 +28,25 @@ def finished_runs(runs, count: int) -> list[str]:
 
 
 def select_first_row(tab) -> None:
+    """Tick the first row's selection box, once the page shows the buttons a selected row gets.
+    On a loaded machine a click that lands while the table redraws can be lost: it tries again, but
+    never clicks a row that is already selected (a second click would clear it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # here: without Playwright the tests skip
+
+    delete = tab.get_by_role("button", name="Delete")
     grid = tab.locator("[data-testid='stDataFrame']").first
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    tab.mouse.click(box["x"] + 15, box["y"] + 52)  # the first row's selection box
-    wait_idle(tab)
+    for _ in range(3):
+        if delete.count():
+            return
+        grid.scroll_into_view_if_needed()
+        box = grid.bounding_box()
+        tab.mouse.click(box["x"] + 15, box["y"] + 52)  # the first row's selection box
+        wait_idle(tab)
+        try:
+            delete.wait_for(timeout=5_000)
+        except PlaywrightTimeout:
+            continue
+    delete.wait_for()
 
 
 def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(page, e2e_data_dir, tmp_path):
