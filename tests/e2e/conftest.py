@@ -161,10 +161,10 @@ def desktop_context(browser):
 def page(desktop_context, app_server, request):
     """A desktop-sized tab, shared by the tests that take it: each starts on about:blank, with no
     cookies, storage or routes of the test before (a test that listens to the tab's events removes
-    its listener itself). Why shared: a new tab starts a renderer
-    process that compiles Streamlit's scripts again, about 2 CPU-seconds; a navigation in an open tab
-    costs about 1. A test that needs a browser of its own (another size, a second visitor, a recorder
-    in every page) makes its own context."""
+    its listener itself). Why shared: a page in a new tab costs about 3 CPU-seconds in all, as the
+    tab's new renderer process compiles Streamlit's scripts again; a navigation in an open tab costs
+    about 1. A test that needs a browser of its own (another size, a second visitor, a recorder in
+    every page) makes its own context."""
     url, log_path, _ = app_server
     tab = desktop_context.pages[0] if desktop_context.pages else desktop_context.new_page()
     tab.set_default_timeout(30_000)
