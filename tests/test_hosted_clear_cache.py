@@ -18,7 +18,10 @@ What is counted, from outside the server:
 - job runners: each JobRunner starts one thread named "mnist-job-watcher". CPython 3.11 does not
   give a thread's name to the OS (3.14 does), so the server runs with a `sitecustomize` on its
   PYTHONPATH that does what 3.14 does: each thread's name, cut to 15 bytes, becomes its name in
-  /proc/<pid>/task/<tid>/comm. Nothing else in the server changes.
+  /proc/<pid>/task/<tid>/comm. Nothing else in the server changes;
+- the app's processes below the server (`_our_processes`), at most as many as before: a helper that
+  a library runs for a moment (`ldconfig -p`, git) is not one of them. Once, on CI under load, a
+  third process was counted for a moment when every process was; the message now names each one.
 """
 
 from __future__ import annotations
@@ -74,6 +77,19 @@ def _standby_workers(server_pid: int) -> list[int]:
     return sorted(pid for pid in found if parents.get(pid) not in found)
 
 
+def _our_processes(server_pid: int) -> dict[int, str]:
+    """The processes of the app's own below the server (Python running streamlit or mnist_core), by
+    pid, with their command lines. Not a helper a library runs for a moment (ctypes' find_library
+    runs `ldconfig -p`, Streamlit may run git), nor such a child between its fork and its exec, when
+    it still shows its parent's command line."""
+    parents = procfs.parent_pids()
+    below = procfs.descendants(server_pid, parents)
+    commands = {pid: procfs.command_line(pid) for pid in [server_pid, *below]}
+    return {pid: commands[pid] for pid in below
+            if ("mnist_core" in commands[pid] or "streamlit" in commands[pid])
+            and commands[pid] != commands.get(parents.get(pid))}
+
+
 def _thread_names(pid: int) -> list[str]:
     names = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -89,7 +105,7 @@ def _watchers(pid: int) -> int:
 
 
 class _Census(threading.Thread):
-    """Every 50 ms: the standby workers' pids and the number of processes below the server."""
+    """Every 50 ms: the standby workers' pids and the number of the app's processes below the server."""
 
     def __init__(self, server_pid: int) -> None:
         super().__init__(name="census", daemon=True)
@@ -97,12 +113,15 @@ class _Census(threading.Thread):
         self.standby_seen: set[int] = set()
         self.most_processes = 0
         self.most_watchers = 0
+        self.commands_seen: dict[int, str] = {}  # the app's processes seen below the server, for the messages
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(0.05):
             self.standby_seen.update(_standby_workers(self.server_pid))
-            self.most_processes = max(self.most_processes, len(procfs.descendants(self.server_pid)))
+            ours = _our_processes(self.server_pid)
+            self.most_processes = max(self.most_processes, len(ours))
+            self.commands_seen.update(ours)
             self.most_watchers = max(self.most_watchers, _watchers(self.server_pid))
 
     def stop(self) -> None:
@@ -158,7 +177,7 @@ def test_clear_cache_builds_no_second_runner_and_no_second_standby_worker(tmp_pa
             f"no standby worker below the server: {[procfs.command_line(p) for p in procfs.descendants(process.pid)]}"
             f"\n{log()}")
         standby = _standby_workers(process.pid)
-        processes_before = len(procfs.descendants(process.pid))
+        processes_before = len(_our_processes(process.pid))
         assert _watchers(process.pid) == 1, (
             f"expected one {WATCHER_COMM!r} thread before any clear_cache (is the sitecustomize loaded?): "
             f"{sorted(set(_thread_names(process.pid)))}")
@@ -172,11 +191,11 @@ def test_clear_cache_builds_no_second_runner_and_no_second_standby_worker(tmp_pa
         # A runner built by the last run would start its standby within the run; give anything
         # late a moment to show, polling, and stop at once if it does.
         wait_for(lambda: _standby_workers(process.pid) != standby or _watchers(process.pid) != 1
-                 or len(procfs.descendants(process.pid)) != processes_before, 3)
+                 or len(_our_processes(process.pid)) != processes_before, 3)
         census.stop()
         print(f"\n{CLEARS} clear_cache + page reruns; standby {standby}, seen {sorted(census.standby_seen)}; "
-              f"processes {processes_before} -> {len(procfs.descendants(process.pid))} (most {census.most_processes}); "
-              f"watcher threads {_watchers(process.pid)} (most {census.most_watchers}); "
+              f"processes {processes_before} -> {len(_our_processes(process.pid))} (most {census.most_processes}); "
+              f"watcher threads {_watchers(process.pid)} (most {census.most_watchers}); seen {census.commands_seen}; "
               f"{time.monotonic() - began:.1f} s")
         assert _standby_workers(process.pid) == standby, (
             f"standby workers {_standby_workers(process.pid)} after {CLEARS} clear_cache, {standby} before")
@@ -184,9 +203,9 @@ def test_clear_cache_builds_no_second_runner_and_no_second_standby_worker(tmp_pa
             f"standby workers seen while the caches were cleared: {sorted(census.standby_seen)}; before: {standby}")
         assert _watchers(process.pid) == 1 and census.most_watchers == 1, (
             f"job runners (watcher threads) now {_watchers(process.pid)}, at most {census.most_watchers}: expected 1")
-        assert len(procfs.descendants(process.pid)) == processes_before == census.most_processes, (
+        assert len(_our_processes(process.pid)) == processes_before == census.most_processes, (
             f"processes below the server: {processes_before} before, {census.most_processes} at most, "
-            f"{len(procfs.descendants(process.pid))} after")
+            f"{len(_our_processes(process.pid))} after; seen: {census.commands_seen}")
     finally:
         try:
             if census is not None:
