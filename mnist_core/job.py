@@ -52,7 +52,14 @@ from pathlib import Path
 from typing import Any
 
 from mnist_core.events import Cancelled, Event, Failed, Finished, Started, from_dict, to_dict
-from mnist_core.storage import StorageError, append_line, atomic_write_bytes, is_disk_full, overwrite_small_file
+from mnist_core.storage import (
+    LogOutput,
+    StorageError,
+    append_line,
+    atomic_write_bytes,
+    is_disk_full,
+    overwrite_small_file,
+)
 
 # The kinds of job, as `JobFolder.job_kind` and the listings name them.
 RUN, TRIAL, SWEEP, AUDIT_JOB, MAP = "run", "trial", "sweep", "audit", "map"
@@ -133,8 +140,24 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:][:1] == b"Z"
 
 
-def lower_priority() -> None:
-    """Called first thing by every background job's entry point: nice it, if its starter asked."""
+def begin_job_process() -> None:
+    """Called first thing by every background job's entry point (a run's worker, a sweep's
+    process, a map build): nice it, if its starter asked (`start_process`), and make its output
+    a `LogOutput`, so that a line its log has no room for is dropped rather than ending the job
+    before it can record how it ended. Output a caller has replaced (a test capturing it) is
+    left alone."""
+    _lower_priority()
+    for name, descriptor in (("stdout", 1), ("stderr", 2)):
+        current = getattr(sys, name)
+        if current is not None and current is getattr(sys, f"__{name}__"):
+            try:
+                current.flush()
+            except OSError:
+                pass  # what it held could not be written: the disk is already full
+            setattr(sys, name, LogOutput(descriptor, getattr(current, "encoding", None) or "utf-8"))
+
+
+def _lower_priority() -> None:
     try:
         amount = int(os.environ.get(NICE_ENV) or 0)
     except ValueError:
@@ -153,7 +176,7 @@ def start_process(command: Sequence[str], log_path: Path | None, pass_fds: Seque
 
     Not fork (unsafe in a threaded server) nor multiprocessing's spawn (it re-imports the parent's
     __main__, which under Streamlit is a page script). The child lowers its own priority
-    (`lower_priority`). `pass_fds` hands it descriptors, such as a held training slot.
+    (`begin_job_process`). `pass_fds` hands it descriptors, such as a held training slot.
     Raises OSError when the log cannot be opened or the process cannot start: nothing runs then."""
     env = {**os.environ, NICE_ENV: str(JOB_NICENESS)}
     # A session of its own: Ctrl-C in the server's terminal (or a signal to its process group) must

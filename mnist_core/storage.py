@@ -14,6 +14,7 @@ the person can go and look, and never as the server's absolute path on a hosted 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ def is_disk_full(error: BaseException) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return True
+        if os.strerror(errno.ENOSPC) in str(error):  # a library's own error (pyarrow's, Ray's) that kept only the words
             return True
         error = error.__cause__ or error.__context__
     return False
@@ -164,6 +167,48 @@ def append_line(path: Path, line: str) -> None:
             raise StorageError(explain_write_error(error, path)) from error
     finally:
         os.close(descriptor)
+
+
+class LogOutput(io.TextIOBase):
+    """A background job's stdout or stderr: each write goes straight to its file descriptor (the
+    job's log), and on a full disk the text is dropped instead of raised.
+
+    A log is for reading afterwards; the job's status is what records how it ended. Without this,
+    the traceback of a write that failed on a full disk could itself fail to print, and that second
+    error would end the job before it recorded anything. Unbuffered, so nothing is left waiting in
+    a buffer to fail again at exit. Any other error (a closed pipe) is raised as usual."""
+
+    def __init__(self, descriptor: int, encoding: str = "utf-8") -> None:
+        super().__init__()
+        self._descriptor = descriptor
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
+
+    @property
+    def errors(self) -> str:
+        return "backslashreplace"
+
+    def fileno(self) -> int:
+        return self._descriptor
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return os.isatty(self._descriptor)
+
+    def write(self, text: str) -> int:
+        data = memoryview(text.encode(self._encoding, "backslashreplace"))
+        try:
+            while data:
+                data = data[os.write(self._descriptor, data):]
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+        return len(text)
 
 
 class CacheDamaged(ValueError):

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
+from mnist_core.job import SERVER_STOPPED, begin_job_process, interrupted
 
 HANDOFF_BYTES = 4096  # a run folder's path
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray", action="store_true", help="train on the Ray cluster ($RAY_ADDRESS, or a local Ray)")
     parser.add_argument("--standby", type=int, metavar="SOCKET_FD", help="load everything, then wait for a run")
     args = parser.parse_args(argv)
-    lower_priority()  # the server's script threads come first on a small machine
+    begin_job_process()  # niced (the server's script threads come first); a full log cannot end it
     if args.standby is not None:
         run_dir = _wait_for_run(args.standby, args.data_dir)
         if run_dir is None:

@@ -7,6 +7,7 @@ by itself once space is freed. Skipped (with the reason) where a tmpfs cannot be
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.jobs import JobRunner
 from mnist_core.models import build_model
 from mnist_core.runs import create_run, list_runs, summarize
-from mnist_core.storage import StorageError
+from mnist_core.storage import StorageError, is_disk_full
 from tests.conftest import fill_disk, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +146,57 @@ def test_cli_at_a_checkpoint_says_how_much_room_it_needs_and_keeps_the_last_one(
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert kept.read_bytes() == before  # the earlier run's checkpoint is untouched and still loads
     assert torch.load(kept, weights_only=True)["epoch"] == 1
+
+
+# A background job's last words on a full disk: a traceback longer than the room its log has left.
+JOB_ON_A_FULL_DISK = """
+import os, sys, time, traceback
+from mnist_core.job import begin_job_process
+if sys.argv[1] == "begin":
+    begin_job_process()
+print("before the disk filled", flush=True)
+open(sys.argv[2], "w").close()  # the test fills the disk now
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+try:
+    raise OSError(28, "No space left on device")
+except OSError:
+    for _ in range(200):
+        traceback.print_exc()
+print("x" * 100_000)
+open(sys.argv[4], "w").write("recorded")  # its status, say, on another disk
+"""
+
+
+@pytest.mark.parametrize("begin", ["begin", "without"])
+def test_a_jobs_log_on_a_full_disk_does_not_end_the_job(small_runs_dir, tmp_path, begin):
+    log_path = small_runs_dir / "worker.log"
+    ready, filled, recorded = tmp_path / "ready", tmp_path / "filled", tmp_path / "recorded"
+    with open(log_path, "wb") as log:
+        job = subprocess.Popen([sys.executable, "-c", JOB_ON_A_FULL_DISK, begin, str(ready), str(filled), str(recorded)],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(ready.exists, timeout=60)
+        fill_disk(small_runs_dir)
+        filled.touch()
+        job.wait(timeout=60)
+    finally:
+        job.kill()
+    assert log_path.read_text().startswith("before the disk filled\n")
+    if begin == "begin":  # what could not be written was dropped, and the job went on to record its end
+        assert job.returncode == 0 and recorded.read_text() == "recorded"
+    else:  # the reason for the mechanism: Python's own output raises on a full disk
+        assert job.returncode != 0 and not recorded.exists()
+
+
+def test_a_full_disk_is_recognised_in_a_librarys_own_error_too():
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    try:  # how Ray's storage layer reports pyarrow's failed write: the errno is gone, the words remain
+        try:
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+        except OSError as cause:
+            raise RuntimeError("Could not save the experiment state") from cause
+    except RuntimeError as error:
+        assert is_disk_full(error)
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(RuntimeError("Ray could not start"))

@@ -19,11 +19,11 @@ import time
 def run_embed_command(args: argparse.Namespace) -> int:
     from mnist_core import embedding, slots
     from mnist_core.checkpoint import CheckpointError
-    from mnist_core.job import ACTIVE_STATES, SERVER_STOPPED, interrupted, lower_priority, new_status
+    from mnist_core.job import ACTIVE_STATES, SERVER_STOPPED, begin_job_process, interrupted, new_status
     from mnist_core.runs import default_runs_dir
     from mnist_core.storage import CacheDamaged
 
-    lower_priority()  # started by the app: the server's script threads come first
+    begin_job_process()  # started by the app: niced, and a full log cannot end it
     start = time.perf_counter()
     by_the_app = args.parent_pid is not None  # the app queued this build (embedding.start_build) and watches it
     build = None  # the job, once this command records one
@@ -93,11 +93,9 @@ def run_embed_command(args: argparse.Namespace) -> int:
 
 
 def _say(text: str, stream, end: str = "\n") -> None:
-    """Print, unless the output cannot be written (a build's log on a full disk): the status says it all."""
-    try:
-        print(text, file=stream, end=end, flush=True)
-    except OSError:
-        pass
+    """Print and flush at once (the progress bar's line ends in "\r"). A build's log on a full disk
+    drops the text rather than raising (`begin_job_process`): the status says it all."""
+    print(text, file=stream, end=end, flush=True)
 
 
 def _record_end(build, **fields) -> None:

@@ -32,6 +32,7 @@ from mnist_core import slots  # noqa: E402
 from mnist_core.distributed import cluster  # noqa: E402
 from mnist_core.job import ENDED_STATES, interrupted  # noqa: E402
 from mnist_core.runs import Run, create_run  # noqa: E402
+from mnist_core.storage import explain_write_error, is_disk_full  # noqa: E402
 from mnist_core.sweep import WAITING_FOR_A_SLOT, Sweep  # noqa: E402
 
 TrialWatcher = Callable[[int, Run, dict], None]  # (trial number, run, its status) on each change of state
@@ -85,8 +86,11 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {error}")
         return sweep
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
-        traceback.print_exc()  # for driver.log
-        _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.last_error_line(error)}.")
+        traceback.print_exc()  # for driver.log (dropped if its disk is full: `begin_job_process`)
+        if is_disk_full(error):  # Tune could not save its own state beside the sweep
+            _end_unstarted(sweep, runs, "failed", f"The sweep failed. {explain_write_error(error, sweep.path / 'tune')}")
+        else:
+            _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.last_error_line(error)}.")
         return sweep
     finally:
         if taken is not None:

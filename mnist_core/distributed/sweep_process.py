@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mnist_core import slots
 from mnist_core.distributed import private_network
-from mnist_core.job import SERVER_STOPPED, interrupted, lower_priority
+from mnist_core.job import SERVER_STOPPED, begin_job_process, interrupted
 from mnist_core.sweep import WAITING_FOR_A_SLOT, Sweep
 
 DRIVER = "mnist_core.distributed.sweep_driver"
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    lower_priority()  # the server's script threads come first on a small machine
+    begin_job_process()  # niced (the server's script threads come first); a full log cannot end it
     sweep = Sweep(Path(args.sweep_dir))
     # Nobody would be watching a sweep whose server went away: it ends, recorded as interrupted.
     server_gone = lambda: SERVER_STOPPED if os.getppid() != args.parent_pid else None  # noqa: E731
