@@ -170,15 +170,16 @@ def _lower_priority() -> None:
 
 
 def start_process(command: Sequence[str], log_path: Path | None, pass_fds: Sequence[int] = (),
-                  append: bool = True) -> subprocess.Popen:
+                  append: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a background job's process: a fresh interpreter running `command`, its output in
     `log_path` (None: discarded, for a standby worker that has no job, and so no folder, yet).
 
     Not fork (unsafe in a threaded server) nor multiprocessing's spawn (it re-imports the parent's
     __main__, which under Streamlit is a page script). The child lowers its own priority
-    (`begin_job_process`). `pass_fds` hands it descriptors, such as a held training slot.
+    (`begin_job_process`). `pass_fds` hands it descriptors, such as a held training slot; `env`
+    adds variables to the ones it inherits.
     Raises OSError when the log cannot be opened or the process cannot start: nothing runs then."""
-    env = {**os.environ, NICE_ENV: str(JOB_NICENESS)}
+    env = {**os.environ, **(env or {}), NICE_ENV: str(JOB_NICENESS)}
     # A session of its own: Ctrl-C in the server's terminal (or a signal to its process group) must
     # not kill a job mid-write. The job sees its server gone and records itself interrupted.
     options = {"stdin": subprocess.DEVNULL, "pass_fds": tuple(pass_fds), "env": env, "start_new_session": True}
