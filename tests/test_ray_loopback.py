@@ -7,11 +7,13 @@ Ray binds its gRPC servers (GCS, raylet, object manager, workers) to every inter
 The test runs a real sweep with the CLI and, while it runs, reads from /proc every listening TCP
 socket held by the sweep's processes: each process's own /proc/<pid>/net/tcp{,6} (the table of
 the network it is in), matched to the sockets among its open files. Then it checks that the
-token file's folder is gone.
+token file's folder is gone. The same sweep is the CLI's end-to-end test: each trial is an
+ordinary run in the history (one Ray sweep for both, about 18 CPU-seconds less).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -22,6 +24,9 @@ import threading
 from pathlib import Path
 
 from bench.load import procfs
+from mnist_core.evaluate import evaluate
+from mnist_core.events import EpochEnd, Finished
+from mnist_core.runs import list_runs
 from mnist_core.sweep import ray_problem
 from tests.conftest import needs
 
@@ -111,7 +116,7 @@ class _Watch(threading.Thread):
                         pass
 
 
-def test_a_sweeps_ray_listens_on_loopback_only_and_asks_for_a_private_token(tiny_data_dir, runs_dir):
+def test_a_cli_sweep_runs_each_trial_as_an_ordinary_run_on_a_ray_reachable_from_nowhere(tiny_data_dir, runs_dir):
     process = subprocess.Popen(
         [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir),
          "--grid", "lr=0.01,0.003", "--max-concurrent", "2"],
@@ -128,6 +133,27 @@ def test_a_sweeps_ray_listens_on_loopback_only_and_asks_for_a_private_token(tiny
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr[-3000:]
+
+    # The sweep: each trial an ordinary run, in the run history, reporting what its checkpoint scores.
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["seconds"] > 0
+    assert [trial["config"] for trial in summary["trials"]] == [{"lr": 0.01}, {"lr": 0.003}]
+    assert summary["best"] in summary["trials"]
+    assert summary["best"]["test_accuracy"] == max(trial["test_accuracy"] for trial in summary["trials"])
+    runs = {str(run.path): run for run in list_runs(runs_dir)}
+    for trial in summary["trials"]:
+        run = runs[trial["run_dir"]]  # a run folder like any other, in the run history
+        assert trial["status"] == "finished" == run.status()["state"]
+        assert run.status()["sweep"] == Path(summary["sweep_dir"]).name and run.has_checkpoint()
+        assert any(isinstance(event, EpochEnd) for event in run.events())
+        finished = [event for event in run.events() if isinstance(event, Finished)]
+        assert round(finished[0].test_accuracy, 2) == trial["test_accuracy"]
+        # Mistakes and Draw load a trial like any run: its checkpoint scores what the trial reported.
+        assert round(evaluate(run.path, data_dir=tiny_data_dir).accuracy, 2) == trial["test_accuracy"]
+    assert "trial 1/2 (lr=0.01): finished" in stderr and "trial 2/2 (lr=0.003): finished" in stderr
+    assert "Traceback" not in stderr
+
+    # Its Ray, reachable from nowhere.
     print(f"\nlisteners seen: {sorted(watch.listening)}; networks {sorted(watch.networks)}; tokens {watch.tokens}")
 
     # Ray's own servers were seen: at least the GCS, the raylet and a worker.

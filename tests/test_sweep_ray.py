@@ -1,4 +1,5 @@
-"""Sweeps and jobs on real Ray: the CLI end to end, stopping, a crashed trial, and a two-node cluster.
+"""Sweeps and jobs on real Ray: stopping, a crashed trial, ASHA, and a two-node cluster. (The CLI's
+sweep end to end is in tests/test_ray_loopback.py, which watches that sweep's Ray too.)
 
 Each test starts a Ray of its own (a local one inside the CLI, or a `ray.cluster_utils.Cluster`)
 and shuts it down, on failure too. Ray Tune must be installed (the README's test command
@@ -14,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_core.evaluate import evaluate
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import list_sweeps, ray_problem
@@ -40,28 +40,6 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[dict, str]:
         process.kill()
         raise
     return json.loads(stdout.strip().splitlines()[-1]), stderr
-
-
-def test_cli_sweep_runs_every_trial_as_an_ordinary_run(tiny_data_dir, runs_dir):
-    process = start_sweep(tiny_data_dir, runs_dir, "--grid", "lr=0.01,0.003", "--max-concurrent", "2")
-    summary, stderr = finish(process)
-    assert process.returncode == 0, stderr
-    assert summary["status"] == "finished" and summary["seconds"] > 0
-    assert [trial["config"] for trial in summary["trials"]] == [{"lr": 0.01}, {"lr": 0.003}]
-    assert summary["best"] in summary["trials"]
-    assert summary["best"]["test_accuracy"] == max(trial["test_accuracy"] for trial in summary["trials"])
-    runs = {str(run.path): run for run in list_runs(runs_dir)}
-    for trial in summary["trials"]:
-        run = runs[trial["run_dir"]]  # a run folder like any other, in the run history
-        assert trial["status"] == "finished" == run.status()["state"]
-        assert run.status()["sweep"] == Path(summary["sweep_dir"]).name and run.has_checkpoint()
-        assert any(isinstance(event, EpochEnd) for event in run.events())
-        finished = [event for event in run.events() if isinstance(event, Finished)]
-        assert round(finished[0].test_accuracy, 2) == trial["test_accuracy"]
-        # Mistakes and Draw load a trial like any run: its checkpoint scores what the trial reported.
-        assert round(evaluate(run.path, data_dir=tiny_data_dir).accuracy, 2) == trial["test_accuracy"]
-    assert "trial 1/2 (lr=0.01): finished" in stderr and "trial 2/2 (lr=0.003): finished" in stderr
-    assert "Traceback" not in stderr
 
 
 def test_stopping_one_trial_then_the_sweep_stops_each_within_moments(tiny_data_dir, runs_dir):
