@@ -26,9 +26,6 @@ import pytest
 # with torch's default of a thread per core they ran up to four compute threads at once, whose
 # OpenMP threads spin while they wait, and the suite took no less time on two workers than on one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# And the threads that remain (a map build's t-SNE has one per core) sleep while they wait rather
-# than spin, as the app's map builds do (embedding.PASSIVE_THREADS): the cores are always shared here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No standby worker (a training process kept ready for the next job) unless a test asks for one
 # (`standby=True`, or the variable set back): each runner's standby is one more process importing
 # torch, and one is started again after every job. The browser tests' servers have theirs.

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import list_sweeps, ray_problem
@@ -78,7 +80,10 @@ def test_a_trial_whose_process_is_killed_is_failed_and_the_others_go_on(tiny_dat
             runs = list_runs(runs_dir)
             return len(runs) == 2 and runs[-1].status().get("worker_pid") and runs[-1].events()
 
-        assert wait_for(first_trial_training, timeout=180), "the first trial never started"
+        if not wait_for(first_trial_training, timeout=180):
+            process.kill()
+            statuses = [run.status() for run in list_runs(runs_dir)]
+            pytest.fail(f"the first trial never started: {statuses}\nthe sweep's output:\n{process.communicate()[1][-4000:]}")
         victim = list_runs(runs_dir)[-1]
         os.kill(victim.status()["worker_pid"], signal.SIGKILL)  # a real crash: the trial's process dies
         summary, stderr = finish(process)
