@@ -87,10 +87,10 @@ def run_sweep(sweep: Sweep, data_dir: str | None = None, should_stop: Callable[[
         return sweep
     except Exception as error:  # noqa: BLE001 - Ray could not run the sweep: record it, leave no trial "queued"
         traceback.print_exc()  # for driver.log (dropped if its disk is full: `begin_job_process`)
-        if is_disk_full(error):  # Tune could not save its own state beside the sweep
-            _end_unstarted(sweep, runs, "failed", f"The sweep failed. {explain_write_error(error, sweep.path / 'tune')}")
-        else:
-            _end_unstarted(sweep, runs, "failed", f"The sweep could not run on Ray: {cluster.last_error_line(error)}.")
+        # A full disk: Tune could not save its own state beside the sweep; anything else is Ray's to say.
+        message = (f"The sweep failed. {explain_write_error(error, sweep.path / 'tune')}" if is_disk_full(error)
+                   else f"The sweep could not run on Ray: {cluster.last_error_line(error)}.")
+        _end_unstarted(sweep, runs, "failed", message)
         return sweep
     finally:
         if taken is not None:
