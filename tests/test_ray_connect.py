@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from importlib.util import find_spec
@@ -211,22 +213,32 @@ def test_a_ray_job_stopped_while_its_cluster_does_not_answer_is_cancelled(tiny_d
     assert status["state"] == "cancelled" and status["message"] == "Stopped on request before it started."
 
 
-def test_an_embedded_local_ray_leaves_no_session_folder_behind(monkeypatch, cluster):
+def test_an_embedded_local_ray_is_its_own_and_leaves_no_session_folder_behind(monkeypatch, cluster):
+    """Its own even when another Ray on this machine was started last (`ray start --head`, a test's
+    `ray.cluster_utils.Cluster`): Ray keeps that one's address in <temp>/ray/ray_current_cluster, and
+    a `ray.init()` given no address joins it. Here that file names an address where nobody answers."""
     import ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert cluster.connect(2) == "local Ray"
-    session = cluster._own_session
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", str(temp))
+    (temp / "ray").mkdir()
+    (temp / "ray" / "ray_current_cluster").write_text(NOBODY)
     try:
-        assert session is not None and session.is_dir()
-        assert session.name.endswith(f"_{os.getpid()}")  # this process's own
-        assert ray.get(ray.remote(lambda: 1 + 1).remote()) == 2  # a worker ran, and wrote its logs there
+        assert cluster.connect(2) == "local Ray"
+        session = cluster._own_session
+        try:
+            assert session is not None and session.is_dir() and session.parent == temp / "ray"
+            assert session.name.endswith(f"_{os.getpid()}")  # this process's own
+            assert ray.get(ray.remote(lambda: 1 + 1).remote()) == 2  # a worker ran, and wrote its logs there
+        finally:
+            cluster.shutdown()
+        assert not ray.is_initialized()
+        assert not os.path.lexists(session)
+        latest = session.parent / ray_address.SESSION_LATEST
+        assert not (latest.is_symlink() and os.path.realpath(latest) == os.path.realpath(session))
     finally:
-        cluster.shutdown()
-    assert not ray.is_initialized()
-    assert not os.path.lexists(session)
-    latest = session.parent / ray_address.SESSION_LATEST
-    assert not (latest.is_symlink() and os.path.realpath(latest) == os.path.realpath(session))
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # ------------------------------------------------------------ the helpers alone (no Ray started)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mnist_core.distributed.address import remove_session_dir
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import list_sweeps, ray_problem
@@ -183,4 +184,6 @@ def test_trials_and_jobs_on_a_second_node_send_their_results_home(tiny_data_dir,
         assert not (node_folder / "runs").exists()  # the node wrote no run of its own
     finally:
         ray.shutdown()
+        session = Path(cluster.head_node.get_session_dir_path())  # the nodes' logs: not left in /tmp/ray
         cluster.shutdown()
+        remove_session_dir(session)

@@ -79,9 +79,12 @@ def connect(num_cpus: int | None = None, should_stop: Callable[[], bool] = lambd
     # An embedded Ray asks every caller for a token that only this user can read, and, when the
     # process that owns it moved into a network of its own (`private_network.isolate_for_ray`,
     # done by the sweep's and the job's entry points), listens on loopback only there
-    # (docs/ray-security.md).
+    # (docs/ray-security.md). `address="local"`: a Ray of its own even when another was started on
+    # this machine (`ray start --head`, a test's `Cluster`), whose address Ray keeps in
+    # <temp>/ray/ray_current_cluster; with no address, `ray.init` would join that one (and refuse
+    # `num_cpus`).
     use_private_token()
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet,
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **quiet,
              **({"_node_ip_address": private_network.LOOPBACK_ADDRESS} if private_network.isolated() else {}))
     try:
         context = ray.get_runtime_context()
