@@ -51,6 +51,27 @@ def test_invalid_options_are_explained_without_a_traceback(runs_dir):
     assert missing.returncode == 1 and "no checkpoint" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_a_mistaken_command_is_answered_before_pytorch_is_loaded(tmp_path):
+    """Importing PyTorch takes about 2 s: a mistyped option, path or run id is refused without it."""
+    script = """
+import sys
+from mnist_core.cli import main
+code = main(sys.argv[1:])
+print("exit", code, "torch" in sys.modules)
+"""
+    runs = str(tmp_path / "runs")
+    for args, code in [(["train", "--lr", "-1", "--runs-dir", runs], 2),
+                       (["train", "--output", str(tmp_path / "missing" / "m.pt"), "--runs-dir", runs], 2),
+                       (["export", "some-run", "--runs-dir", runs], 2),
+                       (["export", "no-such-run", "--onnx", str(tmp_path / "m.onnx"), "--runs-dir", runs], 1),
+                       (["compare", "no-such-run", "default", "--runs-dir", runs], 1)]:
+        done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.stdout.split() == ["exit", str(code), "False"], (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr, (args, done.stderr)
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+
+
 def test_presets_and_models_are_listed():
     presets = cli("presets")
     assert all(name in presets.stdout for name in ("case-study", "fast", "best"))

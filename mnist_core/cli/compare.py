@@ -14,14 +14,19 @@ import sys
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
+    from mnist_core.runs import model_source
+
+    try:  # before PyTorch is imported: a mistyped run id is answered at once
+        a, b = model_source(args.a, args.runs_dir), model_source(args.b, args.runs_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     from mnist_core.checkpoint import CheckpointError
     from mnist_core.compare import CompareError, compare
     from mnist_core.data import DatasetCorrupt, DatasetMissing
-    from mnist_core.runs import model_source
 
     try:
-        comparison = compare(model_source(args.a, args.runs_dir), model_source(args.b, args.runs_dir),
-                             train=args.split == "train", data_dir=args.data_dir)
+        comparison = compare(a, b, train=args.split == "train", data_dir=args.data_dir)
     except (FileNotFoundError, CheckpointError, CompareError, DatasetMissing, DatasetCorrupt) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -15,21 +15,27 @@ from pathlib import Path
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    from mnist_core.checkpoint import CheckpointError
-    from mnist_core.data import DatasetCorrupt, DatasetMissing
-    from mnist_core.export import ExportUnavailable, check_onnx, to_onnx, to_tensorboard
     from mnist_core.runs import Run, RunDamaged, model_source
 
+    # The arguments first, before PyTorch is imported: a mistake is answered at once.
     if not args.tensorboard and not args.onnx:
         print("error: say what to write: --tensorboard DIR and/or --onnx FILE", file=sys.stderr)
         return 2
-    result: dict = {"run": args.run}
     try:
         source = model_source(args.run, args.runs_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.tensorboard and not Path(source).is_dir():
+        print("error: --tensorboard exports a run (its id or folder), not a checkpoint file", file=sys.stderr)
+        return 2
+    from mnist_core.checkpoint import CheckpointError
+    from mnist_core.data import DatasetCorrupt, DatasetMissing
+    from mnist_core.export import ExportUnavailable, check_onnx, to_onnx, to_tensorboard
+
+    result: dict = {"run": args.run}
+    try:
         if args.tensorboard:
-            if not Path(source).is_dir():
-                print("error: --tensorboard exports a run (its id or folder), not a checkpoint file", file=sys.stderr)
-                return 2
             result["tensorboard"] = str(to_tensorboard(Run(Path(source)), args.tensorboard))
             print(f"TensorBoard event files: {result['tensorboard']} (tensorboard --logdir {args.tensorboard})",
                   file=sys.stderr)

@@ -20,10 +20,9 @@ from mnist_core.events import Compiled, EpochEnd, Event, Failed, Finished, Progr
 
 def run_train_command(args: argparse.Namespace) -> int:
     from mnist_core import slots
-    from mnist_core.jobs import execute_run, final_status
     from mnist_core.runs import create_run, default_runs_dir
 
-    try:
+    try:  # the options first, before PyTorch is imported (with mnist_core.jobs): a mistake is answered at once
         config = _config_from_args(args).validate()
         config = _exclude_marked(config, args)
     except (ConfigError, ValueError) as error:  # MarksDamaged is a ValueError
@@ -33,6 +32,8 @@ def run_train_command(args: argparse.Namespace) -> int:
     if output_problem:
         print(f"error: --output: {output_problem}", file=sys.stderr)
         return 2
+    from mnist_core.jobs import execute_run, final_status  # (before the run folder: a Ctrl-C meanwhile leaves none)
+
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         run = create_run(config, runs_dir)
