@@ -76,12 +76,13 @@ def e2e_data_dir(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool = False):
+def running_server(data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool = False, standby: bool = True):
     """`streamlit run app.py` on a free port, healthy and not yet visited by any browser; yields its URL.
-    `hosted`: as a shared demo (MNIST_HOSTED=1)."""
+    `hosted`: as a shared demo (MNIST_HOSTED=1). `standby=False`: no standby worker (for a test that
+    starts no job, where it would only spend 3-4 CPU-seconds importing torch and reading MNIST)."""
     port = _free_port()
     env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir),
-           "MNIST_HOSTED": "1" if hosted else "", "MNIST_STANDBY_WORKER": "1"}  # as the app ships
+           "MNIST_HOSTED": "1" if hosted else "", "MNIST_STANDBY_WORKER": "1" if standby else "0"}  # on: as the app ships
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

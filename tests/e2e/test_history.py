@@ -59,7 +59,7 @@ def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     try:
-        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-history.log") as url:
+        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-history.log", standby=False) as url:
             tab.goto(url)
             wait_idle(tab, timeout_ms=60_000)
             select_first_row(tab)

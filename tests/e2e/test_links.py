@@ -22,7 +22,7 @@ def test_a_link_opens_its_state_and_a_bad_link_says_why(page, e2e_data_dir, tmp_
     tab = page  # the shared desktop tab (tests/e2e/conftest.py)
     tab.set_default_timeout(60_000)
     try:
-        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-links.log") as url:
+        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-links.log", standby=False) as url:
             tab.goto(f"{url}/mistakes?run={run.id}&baseline=default")
             wait_idle(tab, timeout_ms=120_000)
             tab.get_by_text("Fixed by B").first.wait_for()  # the comparison's tab, opened by the link
