@@ -1,8 +1,9 @@
 """Packaging: presets from Python, pyproject's dependencies, and what the package holds.
 
 That `pip install -e .` works in a fresh virtual environment, with nothing else installed, and
-that `import mnist_core` then works from another folder, is checked by `.ci/run` (a fresh
-environment needs a full PyTorch install: about 1.5 minutes).
+that `import mnist_core` then works from another folder, is checked by `.ci/run`, in its
+fresh `.venv` before the test requirements go in (a fresh environment needs a full PyTorch
+install: about 1.5 minutes).
 """
 
 from __future__ import annotations
