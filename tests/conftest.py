@@ -10,12 +10,16 @@ see docs/testing.md for why and what it measured.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +161,34 @@ def studio(monkeypatch, tmp_path, tiny_data_dir, runs_dir):
     st.cache_resource.clear()  # a job runner for this runs folder
     yield runs_dir
     st.cache_resource.clear()
+
+
+@dataclass
+class Command:
+    """What a command run by `run_command` returned and printed (as subprocess.run's result names them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_command(*args: object) -> Command:
+    """`python -m mnist_core ARGS`, run in this process: `mnist_core.cli.main`, the function that
+    `python -m mnist_core` calls, with its stdout and stderr caught. For tests of what a command
+    does and prints; the tests of the process itself (its exit status, Ctrl-C, a full disk under a
+    running command) start one. A new process would spend 2-4 CPU-seconds importing PyTorch first.
+    train, audit and sweep install their own Ctrl-C handler (`ctrl_c.StopOnCtrlC`): the test's is
+    put back afterwards."""
+    from mnist_core.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main([str(arg) for arg in args])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    return Command(code, stdout.getvalue(), stderr.getvalue())
 
 
 def dead_pid() -> int:

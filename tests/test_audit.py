@@ -4,8 +4,6 @@ with deliberately flipped labels, the stored results, marks, the job and the com
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +28,8 @@ from mnist_core.jobs import JobRunner
 from mnist_core.marks import MarksDamaged, excluded_indices, load_marks, marks_csv, marks_path, set_mark
 from mnist_core.runs import list_runs
 from mnist_core.train import fit
-from tests.conftest import TINY_TEST, TINY_TRAIN, tiny_digits, wait_for, write_idx
+from tests.conftest import TINY_TEST, TINY_TRAIN, run_command, tiny_digits, wait_for, write_idx
 
-ROOT = Path(__file__).resolve().parent.parent
 FLIPPED = [3, 50, 101, 177, 260, 333, 404, 480]  # training images given a wrong label on purpose
 # The tiny digits are learnt in a few epochs; the fold models must not memorise the flipped ones.
 FOLD_CONFIG = TrainConfig.preset("fast").replace(epochs=4, batch_size=32, label_smoothing=0.0)
@@ -267,9 +264,7 @@ def test_an_audit_is_a_background_job_in_the_run_history(flipped_data_dir, runs_
 
 def test_cli_audit_prints_the_ranking_and_reuses_a_stored_audit(flipped_data_dir, runs_dir):
     def audit_cli(*extra):
-        done = subprocess.run([sys.executable, "-m", "mnist_core", "audit", "--folds", "2", "--data-dir",
-                               str(flipped_data_dir), "--runs-dir", str(runs_dir), *extra],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        done = run_command("audit", "--folds", "2", "--data-dir", flipped_data_dir, "--runs-dir", runs_dir, *extra)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
@@ -290,9 +285,8 @@ def test_cli_audit_prints_the_ranking_and_reuses_a_stored_audit(flipped_data_dir
 def test_cli_train_exclude_marked_records_the_left_out_images(tiny_data_dir, runs_dir):
     set_mark("mnist", "train", 5, "wrong", runs_dir)
     set_mark("mnist", "train", 2, "ambiguous", runs_dir)
-    done = subprocess.run([sys.executable, "-m", "mnist_core", "train", "--model", "fast", "--epochs", "1",
-                           "--exclude-marked", "--exclude-ambiguous", "--data-dir", str(tiny_data_dir),
-                           "--runs-dir", str(runs_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_command("train", "--model", "fast", "--epochs", "1", "--exclude-marked", "--exclude-ambiguous",
+                       "--data-dir", tiny_data_dir, "--runs-dir", runs_dir)
     assert done.returncode == 0, done.stderr
     assert "leaving out 2 training images" in done.stderr
     run_dir = Path(json.loads(done.stdout.strip().splitlines()[-1])["run_dir"])

@@ -2,8 +2,6 @@
 a file that cannot be loaded is a CheckpointError that says why in plain words."""
 
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from mnist_core.checkpoint import (
 from mnist_core.config import TrainConfig
 from mnist_core.models import build_model
 from mnist_core.storage import StorageError
+from tests.conftest import run_command
 
 
 def test_round_trip_gives_identical_logits(tmp_path):
@@ -74,7 +73,6 @@ def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
 
 # Each kind of bad file, written for real: (what to write, the reason the message must give).
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class NotATensor:
@@ -207,8 +205,7 @@ def test_display_path_is_relative_inside_the_current_folder_else_folder_and_name
 def test_evaluate_on_the_command_line_prints_the_reason_without_a_traceback(tmp_path):
     path = tmp_path / "checkpoint.pt"
     write_custom_object(path)
-    done = subprocess.run([sys.executable, "-m", "mnist_core", "evaluate", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_command("evaluate", path)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert "which this app does not load for safety" in done.stderr

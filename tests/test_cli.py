@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import auto_device
+from tests.conftest import auto_device, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ def cli(*args, **kwargs):
 
 
 def test_train_ends_with_a_json_summary_and_evaluate_agrees(tiny_data_dir, runs_dir):
-    done = cli(
+    done = run_command(
         "train",
         "--preset",
         "fast",
@@ -39,15 +39,15 @@ def test_train_ends_with_a_json_summary_and_evaluate_agrees(tiny_data_dir, runs_
         assert key in summary
     assert summary["epochs"] == 1 and summary["device"] == auto_device() and summary["test_accuracy"] > 90
     assert "epoch 1/1" in done.stderr
-    evaluated = cli("evaluate", summary["run_dir"], "--data-dir", str(tiny_data_dir))
+    evaluated = run_command("evaluate", summary["run_dir"], "--data-dir", str(tiny_data_dir))
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] == summary["test_accuracy"]
 
 
 def test_invalid_options_are_explained_without_a_traceback(runs_dir):
-    done = cli("train", "--lr", "-1", "--runs-dir", str(runs_dir))
+    done = run_command("train", "--lr", "-1", "--runs-dir", runs_dir)
     assert done.returncode == 2 and "lr" in done.stderr and "Traceback" not in done.stderr
-    missing = cli("evaluate", "/no/such/run")
+    missing = run_command("evaluate", "/no/such/run")
     assert missing.returncode == 1 and "no checkpoint" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -73,9 +73,9 @@ print("exit", code, "torch" in sys.modules)
 
 
 def test_presets_and_models_are_listed():
-    presets = cli("presets")
+    presets = run_command("presets")
     assert all(name in presets.stdout for name in ("case-study", "fast", "best"))
-    assert "seed" in cli("models").stdout
+    assert "seed" in run_command("models").stdout
 
 
 def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir):

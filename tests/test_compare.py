@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,8 @@ from mnist_core.compare import compare
 from mnist_core.config import TrainConfig
 from mnist_core.jobs import execute_run
 from mnist_core.runs import create_run
+from tests.conftest import run_command
 
-ROOT = Path(__file__).resolve().parent.parent
 WEAK = TrainConfig(model="fast", epochs=1, batch_size=32, lr=0.003, train_subset=64)
 
 
@@ -52,8 +50,7 @@ def test_the_command_takes_run_ids_and_prints_one_json_line(two_runs, tiny_data_
     runs, a, b = two_runs
 
     def command(*args):
-        return subprocess.run([sys.executable, "-m", "mnist_core", "compare", *args, "--data-dir", str(tiny_data_dir),
-                               "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        return run_command("compare", *args, "--data-dir", tiny_data_dir, "--runs-dir", runs)
 
     done = command(a, b, "--json")
     assert done.returncode == 0, done.stderr

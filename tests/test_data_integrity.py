@@ -12,8 +12,6 @@ import hashlib
 import os
 import shutil
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import DatasetCorrupt, check_files, expected_files, load_split
 from mnist_core.events import Failed
 from mnist_core.train import fit
-from tests.conftest import TINY_TEST, TINY_TRAIN, real_data_dir, tiny_digits, write_idx
+from tests.conftest import TINY_TEST, TINY_TRAIN, real_data_dir, run_command, tiny_digits, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_real_data = pytest.mark.skipif(real_data_dir() is None, reason="MNIST_DATA_DIR does not hold the real MNIST")
@@ -215,13 +213,7 @@ def test_evaluate_on_the_command_line_prints_the_message_without_a_traceback(tin
     path = raw(tiny_copy, "t10k-images-idx3-ubyte")
     with open(path, "r+b") as file:
         file.truncate(1_000)
-    process = subprocess.run(
-        [sys.executable, "-m", "mnist_core", "evaluate", "default", "--data-dir", str(tiny_copy)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    process = run_command("evaluate", "default", "--data-dir", tiny_copy)
     assert process.returncode == 1
     assert "Traceback" not in process.stderr
     assert process.stderr.startswith(f"error: {path} is cut short: its header announces {TINY_TEST} images")

@@ -23,7 +23,7 @@ from mnist_core.jobs import JobRunner
 from mnist_core.models import build_model
 from mnist_core.runs import create_run, list_runs, summarize
 from mnist_core.storage import StorageError, is_disk_full
-from tests.conftest import fill_disk, wait_for
+from tests.conftest import fill_disk, run_command, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
@@ -106,10 +106,10 @@ def test_a_full_or_read_only_runs_folder_still_lists_and_every_page_opens(small_
 
 def test_cli_at_start_reports_a_full_disk_and_leaves_nothing_behind(small_runs_dir, tiny_data_dir):
     fill_disk(small_runs_dir)
-    process = cli_train(small_runs_dir, tiny_data_dir, "--epochs", "1")
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 1 and "Traceback" not in stderr
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    done = run_command("train", "--model", "fast", "--lr", "0.001", "--epochs", "1", "--data-dir", tiny_data_dir,
+                       "--runs-dir", small_runs_dir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "failed" and "full" in summary["error"] and str(small_runs_dir) in summary["error"]
     assert [p.name for p in small_runs_dir.iterdir() if p.name != ".filler"] == []  # no .creating folder
 
@@ -129,12 +129,13 @@ def test_cli_mid_epoch_records_the_failure_keeps_whole_lines_and_prints_json(sma
 
 
 def test_cli_at_a_checkpoint_says_how_much_room_it_needs_and_keeps_the_last_one(small_runs_dir, tiny_data_dir):
-    first = cli_train(small_runs_dir, tiny_data_dir, "--epochs", "1")
-    first_out, _ = first.communicate(timeout=120)
-    kept = Path(json.loads(first_out.strip().splitlines()[-1])["run_dir"]) / "checkpoint.pt"
+    first = run_command("train", "--model", "fast", "--lr", "0.001", "--epochs", "1", "--data-dir", tiny_data_dir,
+                        "--runs-dir", small_runs_dir)
+    kept = Path(json.loads(first.stdout.strip().splitlines()[-1])["run_dir"]) / "checkpoint.pt"
     before = kept.read_bytes()
 
     fill_disk(small_runs_dir, leave_bytes=96 << 10)  # room for the run's small files, not for a 430 kB checkpoint
+    # A process of its own: PyTorch's C++ code writes its errors ("enforce fail") straight to the descriptor.
     process = cli_train(small_runs_dir, tiny_data_dir, "--epochs", "2")
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 1 and "Traceback" not in stderr and "enforce fail" not in stderr

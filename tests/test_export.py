@@ -4,8 +4,6 @@ with onnxruntime against PyTorch on the test digits (the real MNIST when MNIST_D
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,8 @@ from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished, Progress
 from mnist_core.jobs import execute_run
 from mnist_core.runs import create_run
-from tests.conftest import missing_module, needs, real_data_dir
+from tests.conftest import missing_module, needs, real_data_dir, run_command
 
-ROOT = Path(__file__).resolve().parent.parent
 # tensorboardX and onnx are in requirements.txt; onnxruntime and tensorboard, the readers, in requirements-dev.txt.
 pytestmark = needs(missing_module("tensorboardX", "onnx", "onnxruntime", "tensorboard",
                                   install="pip install -r requirements-dev.txt"))
@@ -72,9 +69,7 @@ def test_the_onnx_model_takes_raw_pixels_and_agrees_with_pytorch(tmp_path, tiny_
 
 def test_the_command_exports_both_and_says_what_is_missing(finished_run, tmp_path, tiny_data_dir, monkeypatch):
     def command(*args):
-        return subprocess.run([sys.executable, "-m", "mnist_core", "export", *args,
-                               "--runs-dir", str(finished_run.path.parent), "--data-dir", str(tiny_data_dir)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        return run_command("export", *args, "--runs-dir", finished_run.path.parent, "--data-dir", tiny_data_dir)
 
     done = command(finished_run.id, "--tensorboard", str(tmp_path / "tb"), "--onnx", str(tmp_path / "m.onnx"))
     assert done.returncode == 0, done.stderr
