@@ -30,6 +30,9 @@ import pytest
 # with torch's default of a thread per core they ran up to four compute threads at once, whose
 # OpenMP threads spin while they wait, and the suite took no less time on two workers than on one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The threads that still share work (a Ray trial's 2, a t-SNE map built in a test's own process)
+# sleep while they wait instead of spinning on cores that other processes of the suite need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No standby worker (a training process kept ready for the next job) unless a test asks for one
 # (`standby=True`, or the variable set back): each runner's standby is one more process importing
 # torch, and one is started again after every job. The browser tests' servers have theirs.
