@@ -7,7 +7,8 @@ messages: 7 processes and 3.5 GB instead of 2 and 1.4 GB). `mnist_core.jobs.serv
 the runner outside Streamlit's caches now.
 
 The server is a real `streamlit run app.py` with MNIST_HOSTED=1 (bench/load/server.py), on the
-real MNIST when MNIST_DATA_DIR holds it, else on the tiny digits. One websocket session that
+tiny digits: what is counted does not depend on the data, and on the real MNIST each page rerun
+after a clear_cache read it and evaluated the model again (12 CPU-seconds, not 7). One websocket session that
 speaks Streamlit's protocol (bench/load/session.py) sends clear_cache then a rerun of the next
 page of Train, Mistakes, Draw, Inside, waiting for each run to finish, CLEARS times.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 from bench.load import procfs, server
 from bench.load.hostile import PAGES, clear_cache, page_rerun
 from bench.load.session import Session
-from tests.conftest import real_data_dir, wait_for
+from tests.conftest import wait_for
 
 CLEARS = 8  # two rounds of the four pages
 WATCHER_COMM = "mnist-job-watcher"[:15]  # the kernel keeps 15 bytes of a thread's name
@@ -155,11 +156,10 @@ def test_clear_cache_builds_no_second_runner_and_no_second_standby_worker(tmp_pa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(instrumentation), os.environ.get("PYTHONPATH")])))
     monkeypatch.delenv("MNIST_STANDBY_WORKER", raising=False)  # the standby is on by default
     monkeypatch.delenv("MNIST_JOB_BACKEND", raising=False)
-    data_dir = real_data_dir() or tiny_data_dir
     port = server.free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    process = server.start_server(port, data_dir, tmp_path / "runs", log_path)  # MNIST_HOSTED=1, its own group
+    process = server.start_server(port, tiny_data_dir, tmp_path / "runs", log_path)  # MNIST_HOSTED=1, its own group
     census: _Census | None = None
     began = time.monotonic()
 
