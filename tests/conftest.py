@@ -188,7 +188,10 @@ def run_command(*args: object) -> Command:
     handler = signal.getsignal(signal.SIGINT)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = main([str(arg) for arg in args])
+            try:
+                code = main([str(arg) for arg in args])
+            except SystemExit as exit_:  # argparse's answer to an unknown option: usage on stderr, status 2
+                code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         signal.signal(signal.SIGINT, handler)
     return Command(code, stdout.getvalue(), stderr.getvalue())
