@@ -191,7 +191,9 @@ def run_command(*args: object) -> Command:
             try:
                 code = main([str(arg) for arg in args])
             except SystemExit as exit_:  # argparse's answer to an unknown option: usage on stderr, status 2
-                code = exit_.code if isinstance(exit_.code, int) else 1
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)  # as Python prints sys.exit("message")
     finally:
         signal.signal(signal.SIGINT, handler)
     return Command(code, stdout.getvalue(), stderr.getvalue())

@@ -8,9 +8,10 @@ the runner outside Streamlit's caches now.
 
 The server is a real `streamlit run app.py` with MNIST_HOSTED=1 (bench/load/server.py), on the
 tiny digits: what is counted does not depend on the data, and on the real MNIST each page rerun
-after a clear_cache read it and evaluated the model again (12 CPU-seconds, not 7). One websocket session that
-speaks Streamlit's protocol (bench/load/session.py) sends clear_cache then a rerun of the next
-page of Train, Mistakes, Draw, Inside, waiting for each run to finish, CLEARS times.
+after a clear_cache read it and evaluated the model again (the test took 11.7 CPU-seconds, now
+7). One websocket session that speaks Streamlit's protocol (bench/load/session.py) sends
+clear_cache then a rerun of the next page of Train, Mistakes, Draw, Inside, waiting for each run
+to finish, CLEARS times.
 
 What is counted, from outside the server:
 - standby workers: the server's descendants whose command line has `mnist_core.worker` and
