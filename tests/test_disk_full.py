@@ -36,12 +36,15 @@ def every_event_line_parses(run_dir: Path) -> bool:
     return all(json.loads(line) for line in text.splitlines()) and (not text or text.endswith("\n"))
 
 
+def train_command(runs_dir: Path, data_dir: Path, *options: str) -> list[str]:
+    return ["train", "--model", "fast", "--lr", "0.001", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
+            *options]
+
+
 def cli_train(runs_dir: Path, data_dir: Path, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_core", "train", "--model", "fast", "--lr", "0.001", "--data-dir",
-         str(data_dir), "--runs-dir", str(runs_dir), *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    """`train_command` in a process of its own, for the tests that change the disk under it."""
+    return subprocess.Popen([sys.executable, "-m", "mnist_core", *train_command(runs_dir, data_dir, *options)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -106,8 +109,7 @@ def test_a_full_or_read_only_runs_folder_still_lists_and_every_page_opens(small_
 
 def test_cli_at_start_reports_a_full_disk_and_leaves_nothing_behind(small_runs_dir, tiny_data_dir):
     fill_disk(small_runs_dir)
-    done = run_command("train", "--model", "fast", "--lr", "0.001", "--epochs", "1", "--data-dir", tiny_data_dir,
-                       "--runs-dir", small_runs_dir)
+    done = run_command(*train_command(small_runs_dir, tiny_data_dir, "--epochs", "1"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "failed" and "full" in summary["error"] and str(small_runs_dir) in summary["error"]
@@ -129,8 +131,7 @@ def test_cli_mid_epoch_records_the_failure_keeps_whole_lines_and_prints_json(sma
 
 
 def test_cli_at_a_checkpoint_says_how_much_room_it_needs_and_keeps_the_last_one(small_runs_dir, tiny_data_dir):
-    first = run_command("train", "--model", "fast", "--lr", "0.001", "--epochs", "1", "--data-dir", tiny_data_dir,
-                        "--runs-dir", small_runs_dir)
+    first = run_command(*train_command(small_runs_dir, tiny_data_dir, "--epochs", "1"))
     kept = Path(json.loads(first.stdout.strip().splitlines()[-1])["run_dir"]) / "checkpoint.pt"
     before = kept.read_bytes()
 
