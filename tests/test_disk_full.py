@@ -118,7 +118,8 @@ def test_cli_at_start_reports_a_full_disk_and_leaves_nothing_behind(small_runs_d
 
 def test_cli_mid_epoch_records_the_failure_keeps_whole_lines_and_prints_json(small_runs_dir, tiny_data_dir):
     process = cli_train(small_runs_dir, tiny_data_dir, "--epochs", "100", "--batch-size", "1")
-    assert wait_for(lambda: any(p.glob("events.jsonl") for p in small_runs_dir.iterdir() if p.is_dir()), 60)
+    # Training has begun: a run folder has its first event (not merely a folder, which create_run may still be filling).
+    assert wait_for(lambda: any(small_runs_dir.glob("*/events.jsonl")), 60)
     fill_disk(small_runs_dir)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 1 and "Traceback" not in stderr
