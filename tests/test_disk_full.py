@@ -118,7 +118,8 @@ def test_cli_at_start_reports_a_full_disk_and_leaves_nothing_behind(small_runs_d
 
 def test_cli_mid_epoch_records_the_failure_keeps_whole_lines_and_prints_json(small_runs_dir, tiny_data_dir):
     process = cli_train(small_runs_dir, tiny_data_dir, "--epochs", "100", "--batch-size", "1")
-    # Training has begun: a run folder has its first event (not merely a folder, which create_run may still be filling).
+    # The run has started: its first event (Started, just before the first step) is being written, so create_run
+    # and the "running" status are done. Not merely a folder, which create_run may still be filling.
     assert wait_for(lambda: any(small_runs_dir.glob("*/events.jsonl")), 60)
     fill_disk(small_runs_dir)
     stdout, stderr = process.communicate(timeout=120)
