@@ -74,7 +74,6 @@ def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
 # Each kind of bad file, written for real: (what to write, the reason the message must give).
 
 
-
 class NotATensor:
     """Any class of ours: weights_only refuses to rebuild it, as it would refuse os.system."""
 

@@ -13,12 +13,6 @@ from tests.conftest import auto_device, run_command
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kwargs
-    )
-
-
 def test_train_ends_with_a_json_summary_and_evaluate_agrees(tiny_data_dir, runs_dir):
     done = run_command(
         "train",
@@ -128,7 +122,7 @@ def test_preset_values_are_kept_unless_an_option_overrides_them():
 
 def test_a_bad_output_path_is_refused_before_any_training(tiny_data_dir, runs_dir, tmp_path):
     for output, reason in [(tmp_path / "missing-folder" / "model.pt", "does not exist"), (tmp_path, "is a folder")]:
-        done = cli("train", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--output", str(output))
+        done = run_command("train", "--data-dir", tiny_data_dir, "--runs-dir", runs_dir, "--output", output)
         assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr
         assert not runs_dir.exists()  # refused before a run folder was made
 
