@@ -75,11 +75,23 @@ def e2e_data_dir(tmp_path_factory) -> Path:
     return root
 
 
+# The logs of the servers the running test started itself (`running_server`), for the line that
+# says where a failed test's artifacts are (`page`, `print_failure_artifacts`).
+servers_started: list[Path] = []
+
+
+def print_failure_artifacts(screenshot: Path, server_logs: list[Path]) -> None:
+    """The one line a failed browser test prints: where its screenshot and server logs are."""
+    logs = ", ".join(str(log) for log in server_logs)
+    print(f"\nE2E FAILURE ARTIFACTS: screenshot {screenshot} ; server log {logs}")
+
+
 @contextlib.contextmanager
 def running_server(data_dir: Path, runs_dir: Path, log_path: Path, hosted: bool = False, standby: bool = True):
     """`streamlit run app.py` on a free port, healthy and not yet visited by any browser; yields its URL.
     `hosted`: as a shared demo (MNIST_HOSTED=1). `standby=False`: no standby worker (for a test that
     starts no job, where it would only spend 3-4 CPU-seconds importing torch and reading MNIST)."""
+    servers_started.append(log_path)
     port = _free_port()
     env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs_dir),
            "MNIST_HOSTED": "1" if hosted else "", "MNIST_STANDBY_WORKER": "1" if standby else "0"}  # on: as the app ships
@@ -117,7 +129,6 @@ def app_server(tmp_path_factory, e2e_data_dir):
     log_path = ARTIFACTS / "server.log"
     with running_server(e2e_data_dir, runs, log_path) as url:
         yield url, log_path, runs
-
 
 
 @pytest.fixture(scope="session")
@@ -169,11 +180,12 @@ def page(desktop_context, app_server, request):
     url, log_path, _ = app_server
     tab = desktop_context.pages[0] if desktop_context.pages else desktop_context.new_page()
     tab.set_default_timeout(30_000)
+    servers_started.clear()
     yield tab
     if getattr(request.node, "failed_in_call", False):
         shot = ARTIFACTS / f"{request.node.name}.png"
         tab.screenshot(path=str(shot), full_page=True)
-        print(f"\nE2E FAILURE ARTIFACTS: screenshot {shot} ; server log {log_path}")
+        print_failure_artifacts(shot, list(servers_started) or [log_path])  # the servers it started, else the shared one
     try:  # back to what a new tab would be; leaving the app ends its Streamlit session
         tab.unroute_all(behavior="ignoreErrors")
         tab.evaluate("() => { try { sessionStorage.clear(); localStorage.clear(); } catch (e) {} }")

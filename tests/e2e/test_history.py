@@ -12,7 +12,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import create_run, list_runs
 from tests.conftest import wait_for
-from tests.e2e.conftest import ARTIFACTS, assert_no_errors, running_server, wait_idle
+from tests.e2e.conftest import ARTIFACTS, assert_no_errors, print_failure_artifacts, running_server, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +89,7 @@ def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_
             assert len(list_runs(runs)) == 2
     except Exception:
         tab.screenshot(path=str(ARTIFACTS / "history-failure.png"), full_page=True)
-        print(f"\nE2E FAILURE ARTIFACTS: screenshot {ARTIFACTS / 'history-failure.png'}")
+        print_failure_artifacts(ARTIFACTS / "history-failure.png", [ARTIFACTS / "server-history.log"])
         raise
     finally:
         context.close()

@@ -46,48 +46,43 @@ def open_audit_tab(tab, url: str) -> None:
 def test_audit_mark_restart_and_train_without_the_marked_image(page, mislabelled_data_dir, tmp_path):
     runs = tmp_path / "runs"
     tab = page  # the shared desktop tab (tests/e2e/conftest.py)
-    try:
-        with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
-            open_audit_tab(tab, url)
-            tab.get_by_role("button", name="Start audit").click()
-            tab.get_by_text("out-of-sample accuracy").wait_for(timeout=240_000)  # 8 fold models, then the ranking
-            wait_idle(tab)
-            assert_no_errors(tab)
-            tab.get_by_text("label is wrong", exact=True).first.click()
-            wait_idle(tab)
-            tab.get_by_text("1 marked so far").wait_for()
-        (marked,) = load_marks("mnist", "train", runs)  # saved at once, before any restart
-        assert marked in WRONG  # the first card shown is a planted error
+    with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-1.log") as url:
+        open_audit_tab(tab, url)
+        tab.get_by_role("button", name="Start audit").click()
+        tab.get_by_text("out-of-sample accuracy").wait_for(timeout=240_000)  # 8 fold models, then the ranking
+        wait_idle(tab)
+        assert_no_errors(tab)
+        tab.get_by_text("label is wrong", exact=True).first.click()
+        wait_idle(tab)
+        tab.get_by_text("1 marked so far").wait_for()
+    (marked,) = load_marks("mnist", "train", runs)  # saved at once, before any restart
+    assert marked in WRONG  # the first card shown is a planted error
 
-        with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-2.log") as url:
-            open_audit_tab(tab, url)
-            tab.get_by_text("1 marked so far").wait_for()  # the stored audit and the mark, after a restart
-            tab.screenshot(path=str(ARTIFACTS / "label-audit-after-restart.png"))
-            tab.goto(url)
+    with running_server(mislabelled_data_dir, runs, ARTIFACTS / "server-audit-2.log") as url:
+        open_audit_tab(tab, url)
+        tab.get_by_text("1 marked so far").wait_for()  # the stored audit and the mark, after a restart
+        tab.screenshot(path=str(ARTIFACTS / "label-audit-after-restart.png"))
+        tab.goto(url)
+        wait_idle(tab)
+        tab.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+        tab.get_by_role("option", name="Fast").click()
+        wait_idle(tab)
+        tab.get_by_text("More settings").click()
+        leave_out = tab.get_by_text("Leave out training images marked 'label is wrong'")
+        leave_out.wait_for()  # the expander has opened
+        box = tab.get_by_role("checkbox", name="Leave out training images marked 'label is wrong'")
+        for _ in range(3):  # under a loaded CI machine a click that lands mid-rerun can be dropped
+            leave_out.click()
             wait_idle(tab)
-            tab.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
-            tab.get_by_role("option", name="Fast").click()
-            wait_idle(tab)
-            tab.get_by_text("More settings").click()
-            leave_out = tab.get_by_text("Leave out training images marked 'label is wrong'")
-            leave_out.wait_for()  # the expander has opened
-            box = tab.get_by_role("checkbox", name="Leave out training images marked 'label is wrong'")
-            for _ in range(3):  # under a loaded CI machine a click that lands mid-rerun can be dropped
-                leave_out.click()
-                wait_idle(tab)
-                if box.is_checked():
-                    break
-            tab.get_by_text("Leaves out 1 of the 60,000 training images").wait_for()
-            tab.get_by_role("button", name="Start training").click()
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                trained = [run for run in list_runs(runs) if run.status().get("kind") != "audit"]
-                if trained and trained[0].status().get("state") in ("finished", "failed"):
-                    break
-                time.sleep(0.5)
-            assert trained and trained[0].status()["state"] == "finished", trained and trained[0].status()
-            assert json.loads((trained[0].path / "config.json").read_text())["exclude"] == [marked]
-    except Exception:
-        tab.screenshot(path=str(ARTIFACTS / "label-audit-failure.png"), full_page=True)
-        print(f"\nE2E FAILURE ARTIFACTS: screenshot {ARTIFACTS / 'label-audit-failure.png'}")
-        raise
+            if box.is_checked():
+                break
+        tab.get_by_text("Leaves out 1 of the 60,000 training images").wait_for()
+        tab.get_by_role("button", name="Start training").click()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            trained = [run for run in list_runs(runs) if run.status().get("kind") != "audit"]
+            if trained and trained[0].status().get("state") in ("finished", "failed"):
+                break
+            time.sleep(0.5)
+        assert trained and trained[0].status()["state"] == "finished", trained and trained[0].status()
+        assert json.loads((trained[0].path / "config.json").read_text())["exclude"] == [marked]
