@@ -199,6 +199,15 @@ def run_command(*args: object) -> Command:
     return Command(code, stdout.getvalue(), stderr.getvalue())
 
 
+def start_sweep(data_dir: Path, runs_dir: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m mnist_core sweep` on `data_dir` into `runs_dir`, its output captured (text); `env`:
+    the command's whole environment, when not this process's."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir), *options],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
 def dead_pid() -> int:
     """The pid of a process that has ended (and been reaped)."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -18,8 +18,6 @@ import os
 import socket
 import stat
 import struct
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -28,9 +26,8 @@ from mnist_core.evaluate import evaluate
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import ray_problem
-from tests.conftest import needs
+from tests.conftest import needs, start_sweep
 
-ROOT = Path(__file__).resolve().parent.parent
 LISTEN = "0A"  # the TCP state "listen" in /proc/net/tcp
 
 pytestmark = needs(ray_problem())  # each test skips without Ray Tune, or fails under CI
@@ -117,12 +114,9 @@ class _Watch(threading.Thread):
 
 
 def test_a_cli_sweep_runs_each_trial_as_an_ordinary_run_on_a_ray_reachable_from_nowhere(tiny_data_dir, runs_dir):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir),
-         "--grid", "lr=0.01,0.003", "--max-concurrent", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "MNIST_RAY_PRIVATE_NETWORK")},
-    )
+    process = start_sweep(tiny_data_dir, runs_dir, "--grid", "lr=0.01,0.003", "--max-concurrent", "2",
+                          env={key: value for key, value in os.environ.items()
+                               if key not in ("RAY_ADDRESS", "MNIST_RAY_PRIVATE_NETWORK")})
     watch = _Watch(process.pid)
     watch.start()
     try:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,9 @@ from mnist_core.distributed.address import remove_session_dir
 from mnist_core.events import EpochEnd, Finished
 from mnist_core.runs import list_runs
 from mnist_core.sweep import list_sweeps, ray_problem
-from tests.conftest import needs, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import needs, start_sweep, wait_for
 
 pytestmark = needs(ray_problem())  # each test skips without Ray Tune, or fails under CI
-
-
-def start_sweep(data_dir: Path, runs_dir: Path, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
-         *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[dict, str]:
