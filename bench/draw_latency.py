@@ -27,6 +27,7 @@ from bench.load.browser import (  # noqa: E402
     DIGIT_STROKES,
     PAGE_PROBE,
     clear,
+    default_browser,
     timed_stroke,
     wait_idle,
 )
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--strokes", type=int, default=20)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR"),
                         required=not os.environ.get("MNIST_DATA_DIR"), help="folder holding MNIST/raw/")
-    parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium")
+    parser.add_argument("--browser", default=default_browser())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         port = free_port()

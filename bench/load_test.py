@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.load import report, server  # noqa: E402
+from bench.load.browser import default_browser  # noqa: E402
 from bench.load.drawing import run_phase  # noqa: E402
 from bench.load.hostile import Hostile  # noqa: E402
 from bench.load.procfs import cpu_model  # noqa: E402
@@ -122,8 +123,8 @@ def parse_args() -> argparse.Namespace:
                         help="a hostile client sends clear_cache and a page rerun in a loop during the phases "
                              "(default: on)")
     parser.add_argument("--idle-seconds", type=float, default=10, help="the window with nobody drawing (default 10)")
-    parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium",
-                        help="a Chromium executable for the recording (default: $E2E_BROWSER or /usr/bin/chromium)")
+    parser.add_argument("--browser", default=default_browser(),
+                        help="a Chromium executable for the recording (default: $E2E_BROWSER, else /usr/bin/chromium, else /usr/bin/chromium-headless-shell)")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("MNIST_DATA_DIR") or server.ROOT.parent / "shared" / "data"),
                         help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR or ../shared/data)")

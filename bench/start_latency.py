@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
+from bench.load.browser import CHROMIUM_FLAGS, default_browser  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
 from mnist_core.config import PRESETS, preset_label  # noqa: E402
 
@@ -119,7 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=8.0, help="seconds between runs")
-    parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium")
+    parser.add_argument("--browser", default=default_browser())
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR") or "data")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright

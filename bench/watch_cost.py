@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import procfs  # noqa: E402
-from bench.load.browser import CHROMIUM_FLAGS  # noqa: E402
+from bench.load.browser import CHROMIUM_FLAGS, default_browser  # noqa: E402
 from bench.load.server import start_server, stop_server, wait_until_healthy  # noqa: E402
 from bench.start_latency import MEASURE, free_port, open_train_on  # noqa: E402
 from mnist_core.config import PRESETS  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--preset", default="fast", choices=list(PRESETS))
     parser.add_argument("--settle", type=float, default=6.0, help="seconds between runs (the standby worker reloads)")
-    parser.add_argument("--browser", default=os.environ.get("E2E_BROWSER") or "/usr/bin/chromium")
+    parser.add_argument("--browser", default=default_browser())
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR") or "data")
     args = parser.parse_args()
     data_dir = Path(args.data_dir).resolve()
