@@ -1,7 +1,9 @@
 """Driving the app in a real headless Chromium (Playwright): the digits, the in-page clock, a stroke.
 
 Used once per load test, to record a Train and a Draw session and to time a real browser's
-strokes for comparison; the load itself never runs a browser.
+strokes for comparison (the load itself never runs a browser), and by the benchmarks that drive
+a browser (`draw_latency`, `start_latency`, `watch_cost`): its flags, and which Chromium
+(`default_browser`).
 """
 
 from __future__ import annotations

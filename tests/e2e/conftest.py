@@ -2,10 +2,12 @@
 
 The browser is `E2E_BROWSER` (a path to a Chromium-like executable) when set, else
 Playwright's own (`playwright install chromium`). With neither, the tests are skipped with
-a message that says so; CI installs Debian's Chromium and sets E2E_BROWSER, so they run there.
+a message that says so; CI installs Debian's Chromium headless shell (`chromium-headless-shell`)
+and sets E2E_BROWSER, so they run there.
 
-On failure each test saves a screenshot and the server's log under `test-artifacts/e2e/`
-and prints their paths.
+Every server's log is written under `test-artifacts/e2e/`. On failure the tests on the shared tab
+(`page`) and the run-history test save a screenshot there too and print one line with the paths
+(`print_failure_artifacts`); the first-paint tests print their server's log.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ def e2e_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-# The logs of the servers the running test started itself (`running_server`), for the line that
-# says where a failed test's artifacts are (`page`, `print_failure_artifacts`).
+# The logs of the servers started (`running_server`) since the running test's `page` was set up:
+# the servers the test started itself, named in the line that says where a failed test's
+# artifacts are (`page`, `print_failure_artifacts`).
 servers_started: list[Path] = []
 
 

@@ -58,8 +58,9 @@ def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(30_000)
+    log_path = ARTIFACTS / "server-history.log"
     try:
-        with running_server(e2e_data_dir, runs, ARTIFACTS / "server-history.log", standby=False) as url:
+        with running_server(e2e_data_dir, runs, log_path, standby=False) as url:
             tab.goto(url)
             wait_idle(tab, timeout_ms=60_000)
             select_first_row(tab)
@@ -89,7 +90,7 @@ def test_reuse_names_the_preset_and_a_double_click_deletes_one_run(browser, e2e_
             assert len(list_runs(runs)) == 2
     except Exception:
         tab.screenshot(path=str(ARTIFACTS / "history-failure.png"), full_page=True)
-        print_failure_artifacts(ARTIFACTS / "history-failure.png", [ARTIFACTS / "server-history.log"])
+        print_failure_artifacts(ARTIFACTS / "history-failure.png", [log_path])
         raise
     finally:
         context.close()
