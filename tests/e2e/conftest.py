@@ -83,8 +83,9 @@ def e2e_data_dir(tmp_path_factory) -> Path:
 servers_started: list[Path] = []
 
 
-def print_failure_artifacts(screenshot: Path, server_logs: list[Path]) -> None:
-    """The one line a failed browser test prints: where its screenshot and server logs are."""
+def print_failure_artifacts(screenshot: Path | str, server_logs: list[Path]) -> None:
+    """The one line a failed browser test prints: where its screenshot and server logs are
+    (`screenshot`: its path, or why there is none)."""
     logs = ", ".join(str(log) for log in server_logs)
     print(f"\nE2E FAILURE ARTIFACTS: screenshot {screenshot} ; server log {logs}")
 
@@ -186,8 +187,11 @@ def page(desktop_context, app_server, request):
     servers_started.clear()
     yield tab
     if getattr(request.node, "failed_in_call", False):
-        shot = ARTIFACTS / f"{request.node.name}.png"
-        tab.screenshot(path=str(shot), full_page=True)
+        shot: Path | str = ARTIFACTS / f"{request.node.name}.png"
+        try:
+            tab.screenshot(path=str(shot), full_page=True)
+        except Exception as error:  # noqa: BLE001 - a tab too broken to photograph: the logs still say what happened
+            shot = f"none (the tab could not be photographed: {str(error).splitlines()[0]})"
         print_failure_artifacts(shot, list(servers_started) or [log_path])  # the servers it started, else the shared one
     try:  # back to what a new tab would be; leaving the app ends its Streamlit session
         tab.unroute_all(behavior="ignoreErrors")
