@@ -199,13 +199,24 @@ def run_command(*args: object) -> Command:
     return Command(code, stdout.getvalue(), stderr.getvalue())
 
 
+def start_command(*args: object, env: dict[str, str] | None = None, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """`python -m mnist_core ARGS` in a process of its own, from the checkout, its output captured
+    (text): `run_command`'s twin for the tests where the process is the point (a signal, a disk
+    filled under it, another process beside it). `env`: its whole environment, when not this
+    process's; `stderr`: where its errors go, when not to a pipe."""
+    return subprocess.Popen([sys.executable, "-m", "mnist_core", *map(str, args)], cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+
+
+def train_command(runs_dir: Path, data_dir: Path, *options: str) -> list[str]:
+    """A small `train` command (the fast model, a low learning rate) on `data_dir`, into `runs_dir`."""
+    return ["train", "--model", "fast", "--lr", "0.001", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
+            *options]
+
+
 def start_sweep(data_dir: Path, runs_dir: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`python -m mnist_core sweep` on `data_dir` into `runs_dir`, its output captured (text); `env`:
-    the command's whole environment, when not this process's."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir), *options],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    """`python -m mnist_core sweep` on `data_dir` into `runs_dir` (`start_command`)."""
+    return start_command("sweep", "--data-dir", data_dir, "--runs-dir", runs_dir, *options, env=env)
 
 
 def dead_pid() -> int:

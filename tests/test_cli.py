@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import auto_device, run_command
+from tests.conftest import auto_device, run_command, start_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,28 +73,8 @@ def test_presets_and_models_are_listed():
 
 
 def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mnist_core",
-            "train",
-            "--model",
-            "fast",
-            "--epochs",
-            "50",
-            "--batch-size",
-            "4",
-            "--data-dir",
-            str(tiny_data_dir),
-            "--runs-dir",
-            str(runs_dir),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_command("train", "--model", "fast", "--epochs", "50", "--batch-size", "4",
+                            "--data-dir", tiny_data_dir, "--runs-dir", runs_dir)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not list(runs_dir.glob("*/checkpoint.pt")):
         time.sleep(0.2)
@@ -105,7 +85,6 @@ def test_ctrl_c_cancels_cleanly_and_keeps_the_last_epoch(tiny_data_dir, runs_dir
     assert summary["status"] == "cancelled" and summary["epochs"] >= 1
     assert os.path.exists(os.path.join(summary["run_dir"], "checkpoint.pt"))
     assert "Traceback" not in stderr
-
 
 
 def test_preset_values_are_kept_unless_an_option_overrides_them():

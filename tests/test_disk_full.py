@@ -23,7 +23,7 @@ from mnist_core.jobs import JobRunner
 from mnist_core.models import build_model
 from mnist_core.runs import create_run, list_runs, summarize
 from mnist_core.storage import StorageError, is_disk_full
-from tests.conftest import fill_disk, run_command, wait_for
+from tests.conftest import fill_disk, run_command, start_command, train_command, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = TrainConfig(model="fast", epochs=1, batch_size=64, lr=0.003)
@@ -36,15 +36,9 @@ def every_event_line_parses(run_dir: Path) -> bool:
     return all(json.loads(line) for line in text.splitlines()) and (not text or text.endswith("\n"))
 
 
-def train_command(runs_dir: Path, data_dir: Path, *options: str) -> list[str]:
-    return ["train", "--model", "fast", "--lr", "0.001", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
-            *options]
-
-
 def cli_train(runs_dir: Path, data_dir: Path, *options: str) -> subprocess.Popen:
     """`train_command` in a process of its own, for the tests that change the disk under it."""
-    return subprocess.Popen([sys.executable, "-m", "mnist_core", *train_command(runs_dir, data_dir, *options)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_command(*train_command(runs_dir, data_dir, *options))
 
 
 @pytest.fixture

@@ -6,26 +6,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from mnist_core import slots
 from mnist_core.config import TrainConfig
 from mnist_core.jobs import JobRunner
 from mnist_core.runs import list_runs
-from tests.conftest import wait_for
+from tests.conftest import start_command, train_command, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 SLOW = ["--epochs", "100", "--batch-size", "1"]
 
 
-def cli_train(runs_dir: Path, data_dir: Path, *options: str, max_jobs: int = 1, stderr=subprocess.PIPE) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_core", "train", "--model", "fast", "--lr", "0.001",
-         "--data-dir", str(data_dir), "--runs-dir", str(runs_dir), *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        env={**os.environ, "MNIST_MAX_JOBS": str(max_jobs)},
-    )
+def cli_train(runs_dir: Path, data_dir: Path, *options: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """`train_command` in a process of its own, on one training slot whatever the caller's MNIST_MAX_JOBS."""
+    return start_command(*train_command(runs_dir, data_dir, *options), env={**os.environ, "MNIST_MAX_JOBS": "1"},
+                         stderr=stderr)
 
 
 def states(runs_dir: Path) -> list[str]:

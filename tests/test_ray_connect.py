@@ -26,7 +26,7 @@ import pytest
 from mnist_core.distributed import address as ray_address
 from mnist_core.runs import Run, create_run
 from mnist_core.sweep import list_sweeps
-from tests.conftest import missing_module, needs, wait_for
+from tests.conftest import missing_module, needs, start_sweep, wait_for
 
 pytestmark = needs(missing_module("ray", install="pip install -r requirements-ray.txt"))
 
@@ -158,9 +158,7 @@ def test_the_sweep_command_reports_an_unreachable_cluster_plainly(tiny_data_dir,
 
 def test_ctrl_c_stops_a_sweep_waiting_for_its_cluster(tiny_data_dir, runs_dir):
     env = {**os.environ, "RAY_ADDRESS": NOBODY, ray_address.CONNECT_SECONDS_ENV: "120"}
-    process = subprocess.Popen([sys.executable, "-m", "mnist_core", "sweep", "--data-dir", str(tiny_data_dir),
-                                "--runs-dir", str(runs_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = start_sweep(tiny_data_dir, runs_dir, env=env)
     try:
         # "running" is written after the CLI's Ctrl-C handler is in place, just before it joins the cluster.
         assert wait_for(lambda: any(sweep.status().get("state") == "running" for sweep in list_sweeps(runs_dir)),
